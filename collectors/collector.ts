@@ -1,0 +1,245 @@
+/**
+ * What every collector shares: a set of targets probed in the background by a
+ * {@link Scheduler}, a latency histogram for successes, an error counter by
+ * reason for failures, and the last result of each target for the status page.
+ *
+ * The probes themselves never touch metrics; this is the one place that does.
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import type client from "prom-client";
+import { type Clock, deadline, systemClock } from "../exporter/clock.ts";
+import type { ExporterMetrics } from "../exporter/metrics.ts";
+import { Scheduler } from "../exporter/scheduler.ts";
+import { Semaphore } from "../exporter/semaphore.ts";
+import { errorMessage, rethrowIfCancelled } from "./probe_signal.ts";
+
+/** What a probe reports, stripped to what the collector records. */
+export type ProbeOutcome =
+  | { readonly ok: true; readonly seconds: number }
+  | { readonly ok: false; readonly reason: string; readonly message: string };
+
+/** One thing to probe. Two targets with the same key are the same target. */
+export interface ProbeTarget {
+  readonly key: string;
+  /** Label values of the target's series (without `reason`). */
+  readonly labels: Readonly<Record<string, string>>;
+  /** Runs the probe; throws only when cancelled or on a bug. */
+  probe(signal: AbortSignal): Promise<ProbeOutcome>;
+}
+
+/** The last known state of a target, for the status page and `check`. */
+export interface TargetStatus {
+  readonly collector: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly state: "pending" | "up" | "down";
+  readonly seconds?: number;
+  readonly reason?: string;
+  readonly message?: string;
+  /** Wall-clock time of the last result, in ms since the epoch. */
+  readonly at?: number;
+}
+
+/** A collector as the rest of the exporter sees it. */
+export interface Collector {
+  readonly name: string;
+  /** Starts background probing. */
+  start(): void;
+  /** Stops probing and waits for in-flight probes. */
+  stop(): Promise<void>;
+  /** Probes every target once, now, and returns their states (for `check`). */
+  probeAll(signal: AbortSignal): Promise<TargetStatus[]>;
+  /** Last known state of every target. */
+  statuses(): TargetStatus[];
+  /** True once every target has been probed once. */
+  readonly ready: boolean;
+  /** True while the scheduler keeps firing. */
+  readonly alive: boolean;
+}
+
+/** Everything a collector needs from the exporter around it. */
+export interface CollectorContext {
+  readonly metrics: ExporterMetrics;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly random?: () => number;
+}
+
+/** Pacing shared by all of a collector's targets. */
+export interface Pacing {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly concurrency: number;
+}
+
+/** The metrics a probe collector records into. */
+export interface ProbeMetrics {
+  readonly latency: client.Histogram<string>;
+  readonly errors: client.Counter<string>;
+  /** Failures of the exporter itself (a probe that threw), not of the network. */
+  readonly internalErrors: client.Counter<string>;
+  /** Every `reason` label value, so each target's error series exist at 0 from the start. */
+  readonly reasons: readonly string[];
+}
+
+/** The generic collector: owns metrics and state for a changing set of targets. */
+export class ProbeCollector implements Collector {
+  readonly name: string;
+  readonly #metrics: ProbeMetrics;
+  readonly #context: CollectorContext;
+  readonly #pacing: Pacing;
+  readonly #scheduler: Scheduler;
+  readonly #targets = new Map<string, ProbeTarget>();
+  readonly #status = new Map<string, TargetStatus>();
+
+  constructor(name: string, metrics: ProbeMetrics, pacing: Pacing, context: CollectorContext) {
+    this.name = name;
+    this.#metrics = metrics;
+    this.#context = context;
+    this.#pacing = pacing;
+    this.#scheduler = new Scheduler({
+      ...pacing,
+      clock: context.clock ?? systemClock,
+      random: context.random ?? Math.random,
+      onLate: () => context.metrics.probesLate.inc({ collector: name }),
+      onError: (key, error) => this.#internalError(key, error),
+    });
+    context.metrics.probesLate.inc({ collector: name }, 0);
+    context.metrics.targets.set({ collector: name }, 0);
+  }
+
+  get ready(): boolean {
+    return this.#scheduler.firstRoundDone;
+  }
+
+  get alive(): boolean {
+    return this.#scheduler.alive;
+  }
+
+  /**
+   * Makes the probed set equal to `targets`. A target that leaves takes all
+   * its series with it; a new one starts with every error series at 0, so
+   * `increase()` sees its first error.
+   */
+  setTargets(targets: Iterable<ProbeTarget>): void {
+    const wanted = new Map<string, ProbeTarget>();
+    for (const target of targets) wanted.set(target.key, target);
+    for (const [key, target] of this.#targets) {
+      if (!wanted.has(key)) this.#forget(key, target);
+    }
+    for (const [key, target] of wanted) {
+      if (!this.#targets.has(key)) {
+        for (const reason of this.#metrics.reasons) {
+          this.#metrics.errors.inc({ ...target.labels, reason }, 0);
+        }
+        this.#status.set(key, { collector: this.name, labels: target.labels, state: "pending" });
+      }
+      this.#targets.set(key, target);
+    }
+    this.#scheduler.update(
+      [...wanted.values()].map((target) => ({
+        key: target.key,
+        run: (signal: AbortSignal) => this.#probeAndRecord(target, signal),
+      })),
+    );
+    this.#context.metrics.targets.set({ collector: this.name }, this.#targets.size);
+  }
+
+  start(): void {
+    this.#scheduler.start();
+  }
+
+  stop(): Promise<void> {
+    return this.#scheduler.stop();
+  }
+
+  async probeAll(signal: AbortSignal): Promise<TargetStatus[]> {
+    const semaphore = new Semaphore(this.#pacing.concurrency);
+    await Promise.all([...this.#targets.values()].map(async (target) => {
+      await semaphore.acquire(signal);
+      try {
+        using limit = deadline(this.#pacing.timeoutMs, signal, this.#context.clock);
+        await this.#probeAndRecord(target, limit.signal);
+      } catch (error) {
+        this.#internalError(target.key, error);
+      } finally {
+        semaphore.release();
+      }
+    }));
+    return this.statuses();
+  }
+
+  statuses(): TargetStatus[] {
+    return [...this.#status.values()];
+  }
+
+  #forget(key: string, target: ProbeTarget): void {
+    this.#targets.delete(key);
+    this.#status.delete(key);
+    this.#metrics.latency.remove(target.labels);
+    for (const reason of this.#metrics.reasons) {
+      this.#metrics.errors.remove({ ...target.labels, reason });
+    }
+  }
+
+  async #probeAndRecord(target: ProbeTarget, signal: AbortSignal): Promise<void> {
+    let outcome: ProbeOutcome;
+    try {
+      outcome = await target.probe(signal);
+    } catch (error) {
+      rethrowIfCancelled(signal);
+      throw error;
+    }
+    // Removed while in flight: its series are gone and must stay gone.
+    if (!this.#targets.has(target.key)) return;
+    const previous = this.#status.get(target.key);
+    const at = Date.now();
+    let status: TargetStatus;
+    if (outcome.ok) {
+      this.#metrics.latency.observe(target.labels, outcome.seconds);
+      status = {
+        collector: this.name,
+        labels: target.labels,
+        state: "up",
+        seconds: outcome.seconds,
+        at,
+      };
+    } else {
+      this.#metrics.errors.inc({ ...target.labels, reason: outcome.reason });
+      status = {
+        collector: this.name,
+        labels: target.labels,
+        state: "down",
+        reason: outcome.reason,
+        message: outcome.message,
+        at,
+      };
+    }
+    this.#status.set(target.key, status);
+    this.#logTransition(previous, status);
+  }
+
+  #logTransition(previous: TargetStatus | undefined, current: TargetStatus): void {
+    const { logger } = this.#context;
+    const before = previous?.state ?? "pending";
+    if (before === current.state && previous?.reason === current.reason) return;
+    const properties = { collector: this.name, ...current.labels };
+    if (current.state === "up") {
+      if (before === "pending") logger.debug("Target up", properties);
+      else logger.info("Target up", { ...properties, seconds: current.seconds });
+    } else {
+      logger.warn("Target down", { ...properties, reason: current.reason, error: current.message });
+    }
+  }
+
+  #internalError(key: string, error: unknown): void {
+    if (error instanceof DOMException && error.name === "AbortError") return;
+    this.#metrics.internalErrors.inc();
+    this.#context.logger.error("Probe failed inside the exporter", {
+      collector: this.name,
+      target: key,
+      error: errorMessage(error),
+    });
+  }
+}

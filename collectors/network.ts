@@ -1,0 +1,136 @@
+/**
+ * Network collector: times a TCP handshake to each target — static ones from
+ * `--network.targets`, and peers found by Kubernetes discovery.
+ * @module
+ */
+
+import type { Option } from "commander";
+import client from "prom-client";
+import { formatHostPort, type HostPort, parseHostPort } from "../exporter/address.ts";
+import { formatDuration } from "../exporter/duration.ts";
+import {
+  bucketsFlag,
+  durationFlag,
+  FlagError,
+  type FlagValues,
+  integerFlag,
+  listFlag,
+} from "../exporter/flags.ts";
+import { DEFAULT_BUCKETS } from "../exporter/metrics.ts";
+import {
+  type CollectorContext,
+  type Pacing,
+  ProbeCollector,
+  type ProbeTarget,
+} from "./collector.ts";
+import { DIAL_ERROR_REASONS, probeTcp, type TcpProbeOptions } from "./probe_tcp.ts";
+
+/** The network collector's settings, from its flags. */
+export interface NetworkConfig extends Pacing {
+  readonly targets: readonly HostPort[];
+  readonly buckets: readonly number[];
+}
+
+/** An endpoint to dial; `node` names the peer's node (empty for static targets). */
+export interface NetworkEndpoint extends HostPort {
+  readonly node: string;
+}
+
+/** The network collector's flags. */
+export function networkFlags(): Option[] {
+  return [
+    listFlag(
+      "network.targets",
+      "host:port",
+      "Static targets to dial, e.g. 10.0.0.5:8000,[fd00::5]:8000",
+      "",
+      (item) => parseHostPort(item),
+    ),
+    durationFlag("network.interval", "How often each target is dialled", "15s"),
+    durationFlag("network.timeout", "Deadline of one dial; must be below --network.interval", "5s"),
+    integerFlag("network.concurrency", "Dials in flight at most", 100),
+    bucketsFlag(
+      "network.buckets",
+      "Upper bounds of network_latency_seconds buckets",
+      DEFAULT_BUCKETS,
+    ),
+  ];
+}
+
+/** Checks the network flags together. */
+export function configureNetwork(values: FlagValues): NetworkConfig {
+  const config: NetworkConfig = {
+    targets: values.get("network.targets") as HostPort[],
+    intervalMs: values.get("network.interval") as number,
+    timeoutMs: values.get("network.timeout") as number,
+    concurrency: values.get("network.concurrency") as number,
+    buckets: values.get("network.buckets") as number[],
+  };
+  if (config.timeoutMs >= config.intervalMs) {
+    throw new FlagError(
+      `Cannot probe the network: current --network.timeout=${
+        formatDuration(config.timeoutMs)
+      } is not below --network.interval=${formatDuration(config.intervalMs)}`,
+    );
+  }
+  return config;
+}
+
+/** The network collector: static targets plus whatever peers discovery hands it. */
+export class NetworkCollector extends ProbeCollector {
+  readonly #static: readonly NetworkEndpoint[];
+  readonly #probeOptions: TcpProbeOptions;
+
+  constructor(
+    config: NetworkConfig,
+    context: CollectorContext,
+    probeOptions: TcpProbeOptions = {},
+  ) {
+    const registers = [context.metrics.registry];
+    const labelNames = ["host", "target_node"];
+    super(
+      "network",
+      {
+        latency: new client.Histogram({
+          name: "network_latency_seconds",
+          help: "Time of successful TCP handshakes to a target (host is ip:port).",
+          labelNames,
+          buckets: [...config.buckets],
+          registers,
+        }),
+        errors: new client.Counter({
+          name: "network_dial_error_total",
+          help: "Failed TCP dials by reason: timeout, refused, unreachable, reset, resolve, other.",
+          labelNames: [...labelNames, "reason"],
+          registers,
+        }),
+        internalErrors: new client.Counter({
+          name: "network_error_total",
+          help:
+            "Errors inside the exporter's network collector and its discovery (not dial failures).",
+          registers,
+        }),
+        reasons: DIAL_ERROR_REASONS,
+      },
+      config,
+      context,
+    );
+    this.#static = config.targets.map((target) => ({ ...target, node: "" }));
+    this.#probeOptions = probeOptions;
+    this.setPeers([]);
+  }
+
+  /** Replaces the discovered peers; static targets stay. */
+  setPeers(peers: readonly NetworkEndpoint[]): void {
+    this.setTargets([...this.#static, ...peers].map((endpoint) => this.#target(endpoint)));
+  }
+
+  #target(endpoint: NetworkEndpoint): ProbeTarget {
+    const labels = { host: formatHostPort(endpoint), target_node: endpoint.node };
+    return {
+      key: `${labels.host}|${labels.target_node}`,
+      labels,
+      probe: (signal) => probeTcp(endpoint, this.#probeOptions, signal),
+    };
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * TCP prober: times one handshake to `host:port`.
+ *
+ * A name is resolved before the clock starts, so the figure is the handshake
+ * alone. The connection is closed at once; nothing is written to it.
+ * @module
+ */
+
+import { isIP } from "node:net";
+import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
+
+/** Why a dial failed. `resolve` is a name that would not resolve to an address. */
+export const DIAL_ERROR_REASONS = [
+  "timeout",
+  "refused",
+  "unreachable",
+  "reset",
+  "resolve",
+  "other",
+] as const;
+export type DialErrorReason = typeof DIAL_ERROR_REASONS[number];
+
+/** Where to dial. */
+export interface TcpTarget {
+  /** An IP literal (no brackets) or a name. */
+  readonly hostname: string;
+  readonly port: number;
+}
+
+/** Outcome of one dial. */
+export type TcpProbeResult =
+  | { readonly ok: true; readonly seconds: number; readonly address: string }
+  | { readonly ok: false; readonly reason: DialErrorReason; readonly message: string };
+
+/** Side effects of a dial, injectable for tests. */
+export interface TcpProbeOptions {
+  connect?: (options: Deno.ConnectOptions & { signal?: AbortSignal }) => Promise<Deno.Conn>;
+  resolve?: (name: string, signal: AbortSignal) => Promise<string>;
+  now?: () => number;
+}
+
+/** Resolves a name to its first A record, else its first AAAA record. */
+export async function resolveFirstAddress(name: string, signal: AbortSignal): Promise<string> {
+  for (const type of ["A", "AAAA"] as const) {
+    try {
+      const [address] = await Deno.resolveDns(name, type, { signal });
+      if (address !== undefined) return address;
+    } catch (error) {
+      if (signal.aborted || !(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  throw new Deno.errors.NotFound(`Cannot resolve ${name}: current value has no A or AAAA record`);
+}
+
+const REASON_BY_CODE: Readonly<Record<string, DialErrorReason>> = {
+  ECONNREFUSED: "refused",
+  EHOSTUNREACH: "unreachable",
+  ENETUNREACH: "unreachable",
+  EHOSTDOWN: "unreachable",
+  ENETDOWN: "unreachable",
+  EADDRNOTAVAIL: "unreachable",
+  ECONNRESET: "reset",
+  ECONNABORTED: "reset",
+  EPIPE: "reset",
+  ETIMEDOUT: "timeout",
+};
+
+/** Maps a dial error to its reason, by the error's `code` (or its name, for aborts). */
+export function classifyDialError(error: unknown, signal: AbortSignal): DialErrorReason {
+  if (isDeadline(signal)) return "timeout";
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string" && code in REASON_BY_CODE) return REASON_BY_CODE[code]!;
+  if (error instanceof Deno.errors.ConnectionRefused) return "refused";
+  if (error instanceof Deno.errors.ConnectionReset) return "reset";
+  if (error instanceof Deno.errors.TimedOut) return "timeout";
+  return "other";
+}
+
+/**
+ * Dials `target` once and reports the handshake time.
+ * The signal carries the deadline; an abort for any other reason is rethrown
+ * (it is not a network failure and must not be counted as one).
+ */
+export async function probeTcp(
+  target: TcpTarget,
+  options: TcpProbeOptions,
+  signal: AbortSignal,
+): Promise<TcpProbeResult> {
+  const connect = options.connect ?? Deno.connect;
+  const now = options.now ?? (() => performance.now());
+  let address = target.hostname;
+  if (isIP(address) === 0) {
+    try {
+      address = await (options.resolve ?? resolveFirstAddress)(target.hostname, signal);
+    } catch (error) {
+      rethrowIfCancelled(signal);
+      const reason = signal.aborted ? "timeout" : "resolve";
+      return { ok: false, reason, message: errorMessage(error) };
+    }
+  }
+  const startedAt = now();
+  let conn: Deno.Conn;
+  try {
+    conn = await connect({ hostname: address, port: target.port, transport: "tcp", signal });
+  } catch (error) {
+    rethrowIfCancelled(signal);
+    return { ok: false, reason: classifyDialError(error, signal), message: errorMessage(error) };
+  }
+  const seconds = (now() - startedAt) / 1000;
+  conn.close();
+  return { ok: true, seconds, address };
+}

@@ -1,0 +1,84 @@
+/**
+ * `net-exporter check`: one round of every enabled probe, printed as a table
+ * or JSON; exit 0 when all succeeded, 1 when any failed. For an operator on a
+ * node, ad hoc.
+ * @module
+ */
+
+import type { TargetStatus } from "../collectors/collector.ts";
+import type { CommonSettings } from "./cli.ts";
+import { formatSeconds } from "./http.ts";
+import { logger } from "./log.ts";
+import { createExporterMetrics } from "./metrics.ts";
+
+/** A target's result as `check` prints it. */
+export interface CheckRow {
+  readonly collector: string;
+  readonly target: string;
+  readonly result: "ok" | "failed";
+  readonly latency_seconds: number | null;
+  readonly reason: string;
+  readonly message: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+function describeTarget(status: TargetStatus): string {
+  const { labels } = status;
+  if (status.collector === "dns") {
+    const via = labels.protocol === "system" ? "system" : `${labels.server}/${labels.protocol}`;
+    return `${labels.host} ${labels.record_type} via ${via}`;
+  }
+  return labels.target_node ? `${labels.host} (${labels.target_node})` : `${labels.host}`;
+}
+
+/** Turns statuses into printable rows. */
+export function checkRows(statuses: readonly TargetStatus[]): CheckRow[] {
+  return statuses.map((status) => ({
+    collector: status.collector,
+    target: describeTarget(status),
+    result: status.state === "up" ? "ok" : "failed",
+    latency_seconds: status.seconds ?? null,
+    reason: status.reason ?? (status.state === "pending" ? "not probed" : ""),
+    message: status.message ?? "",
+    labels: status.labels,
+  }));
+}
+
+/** Formats rows as an aligned text table. */
+export function formatTable(rows: readonly CheckRow[]): string {
+  const cells = [
+    ["COLLECTOR", "TARGET", "RESULT", "LATENCY", "REASON"],
+    ...rows.map((row) => [
+      row.collector,
+      row.target,
+      row.result,
+      row.latency_seconds === null ? "-" : formatSeconds(row.latency_seconds),
+      row.reason || "-",
+    ]),
+  ];
+  const widths = cells[0]!.map((_, column) =>
+    Math.max(...cells.map((line) => line[column]!.length))
+  );
+  return cells.map((line) =>
+    line.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd()
+  )
+    .join("\n") + "\n";
+}
+
+/** Runs the check; returns the exit code. */
+export async function check(
+  settings: CommonSettings,
+  output: "table" | "json",
+  write: (text: string) => void,
+  signal: AbortSignal,
+): Promise<number> {
+  const metrics = createExporterMetrics();
+  const collectors = settings.collectors.map(({ name, create }) =>
+    create({ metrics, logger: logger(name) })
+  );
+  const statuses = (await Promise.all(collectors.map((collector) => collector.probeAll(signal))))
+    .flat();
+  const rows = checkRows(statuses);
+  write(output === "json" ? JSON.stringify(rows, null, 2) + "\n" : formatTable(rows));
+  return rows.every((row) => row.result === "ok") ? 0 : 1;
+}

@@ -1,0 +1,143 @@
+/**
+ * The HTTP surface as a plain `(Request) => Response` handler: metrics,
+ * health, readiness and a status page. It only reads state; a scrape never
+ * triggers a probe.
+ * @module
+ */
+
+import type client from "prom-client";
+import type { TargetStatus } from "../collectors/collector.ts";
+import { VERSION } from "./metrics.ts";
+
+/** A discovered peer as the status page lists it. */
+export interface PeerView {
+  readonly name: string;
+  readonly node: string;
+  readonly addresses: readonly string[];
+  readonly selected: boolean;
+}
+
+/** What the status page shows. */
+export interface StatusView {
+  readonly flags: ReadonlyArray<readonly [string, string]>;
+  readonly targets: readonly TargetStatus[];
+  readonly peers?: readonly PeerView[];
+}
+
+/** What the handler reads. */
+export interface HttpState {
+  readonly registry: client.Registry;
+  readonly telemetryPath: string;
+  /** Process and scheduler alive (liveness). */
+  alive(): boolean;
+  /** First round done, discovery synced, not shutting down (readiness). */
+  ready(): boolean;
+  status(): StatusView;
+}
+
+/** Builds the request handler. */
+export function createHandler(state: HttpState): (request: Request) => Promise<Response> {
+  return async (request) => {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("Method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    const { pathname } = new URL(request.url);
+    switch (pathname) {
+      case state.telemetryPath:
+        return new Response(await state.registry.metrics(), {
+          headers: { "content-type": state.registry.contentType },
+        });
+      case "/healthz":
+        return plain(state.alive() ? 200 : 503, state.alive() ? "ok" : "scheduler stalled");
+      case "/readyz":
+        return plain(state.ready() ? 200 : 503, state.ready() ? "ready" : "not ready");
+      case "/": {
+        const view = state.status();
+        if ((request.headers.get("accept") ?? "").includes("application/json")) {
+          return Response.json({ version: VERSION, ...view });
+        }
+        return new Response(renderPage(view, state.telemetryPath), {
+          headers: { "content-type": "text/html; charset=utf-8" },
+        });
+      }
+      default:
+        return plain(404, "not found");
+    }
+  };
+}
+
+function plain(status: number, text: string): Response {
+  return new Response(`${text}\n`, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+}
+
+const ESCAPES: Readonly<Record<string, string>> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
+
+function escape(text: string): string {
+  return text.replace(/[&<>"']/g, (char) => ESCAPES[char]!);
+}
+
+/** Milliseconds with enough digits to compare with a reference tool. */
+export function formatSeconds(seconds: number | undefined): string {
+  return seconds === undefined ? "" : `${(seconds * 1000).toFixed(3)} ms`;
+}
+
+function targetName(status: TargetStatus): string {
+  const { labels } = status;
+  if (status.collector === "dns") {
+    return `${labels.host} ${labels.record_type} @ ${labels.server}${
+      labels.protocol === "system" ? "" : `/${labels.protocol}`
+    }`;
+  }
+  return labels.target_node ? `${labels.host} (${labels.target_node})` : `${labels.host}`;
+}
+
+function renderPage(view: StatusView, telemetryPath: string): string {
+  const rows = view.targets.map((status) =>
+    `<tr class="${status.state}"><td>${escape(status.collector)}</td><td>${
+      escape(targetName(status))
+    }</td>` +
+    `<td>${status.state}</td><td>${formatSeconds(status.seconds)}</td>` +
+    `<td>${escape(status.reason ?? "")}</td><td>${escape(status.message ?? "")}</td>` +
+    `<td>${status.at ? new Date(status.at).toISOString() : ""}</td></tr>`
+  ).join("\n");
+  const peers = view.peers === undefined ? "" : `<h2>Discovered peers</h2>
+<table><tr><th>Pod</th><th>Node</th><th>Addresses</th><th>Probed by this pod</th></tr>
+${
+    view.peers.map((peer) =>
+      `<tr><td>${escape(peer.name)}</td><td>${escape(peer.node)}</td><td>${
+        escape(peer.addresses.join(", "))
+      }</td><td>${peer.selected ? "yes" : "no"}</td></tr>`
+    ).join("\n")
+  }
+</table>`;
+  const flags = view.flags.map(([name, value]) =>
+    `<tr><td>--${escape(name)}</td><td>${escape(value)}</td></tr>`
+  )
+    .join("\n");
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>net-exporter</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}tr.down{background:#fdd}tr.up{background:#efe}</style>
+</head><body>
+<h1>net-exporter ${escape(VERSION)}</h1>
+<p><a href="${
+    escape(telemetryPath)
+  }">Metrics</a> · <a href="/healthz">Health</a> · <a href="/readyz">Readiness</a></p>
+<h2>Targets</h2>
+<table><tr><th>Collector</th><th>Target</th><th>State</th><th>Last latency</th><th>Reason</th><th>Error</th><th>At</th></tr>
+${rows}
+</table>
+${peers}
+<h2>Configuration</h2>
+<table>${flags}</table>
+</body></html>
+`;
+}

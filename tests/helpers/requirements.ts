@@ -1,0 +1,41 @@
+/**
+ * Tests that need root (namespaces) or an outside tool run where it is there
+ * (CI provides both) and are skipped elsewhere with a visible notice.
+ * @module
+ */
+
+function hasCommand(name: string): boolean {
+  try {
+    return new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+}
+
+function isRoot(): boolean {
+  try {
+    return Deno.uid() === 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Returns true when every requirement is met; otherwise prints which is
+ * missing and returns false (pass it as a test's `ignore`, negated).
+ */
+export function requires(test: string, needs: { root?: boolean; commands?: string[] }): boolean {
+  const missing = [
+    ...(needs.root && !isRoot() ? ["root"] : []),
+    ...(needs.commands ?? []).filter((command) => !hasCommand(command)),
+  ];
+  if (missing.length > 0) {
+    console.warn(`NOTICE: skipping "${test}": needs ${missing.join(", ")}`);
+    return false;
+  }
+  return true;
+}
+
+/** Environment for child Deno processes: no update check, which would look up Deno's site. */
+export const CHILD_ENV: Record<string, string> = { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };

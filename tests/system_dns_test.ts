@@ -1,0 +1,50 @@
+/**
+ * The system resolver path, tested where it cannot reach the machine's real
+ * resolver: a network and mount namespace of the test's own, whose
+ * /etc/resolv.conf points at a DNS server the fixture starts on 127.0.0.1:53.
+ */
+
+import { assert, assertNear } from "./helpers/assert.ts";
+import { CHILD_ENV, requires } from "./helpers/requirements.ts";
+
+const NAME = "system resolver path: latency, search list, notfound and timeout (own namespace)";
+
+Deno.test({
+  name: NAME,
+  ignore: !requires(NAME, { root: true, commands: ["unshare", "ip", "mount"] }),
+  async fn() {
+    const resolvConf = await Deno.makeTempFile({ suffix: ".resolv.conf" });
+    try {
+      await Deno.writeTextFile(
+        resolvConf,
+        "nameserver 127.0.0.1\nsearch cluster.test\noptions ndots:2 timeout:1 attempts:1\n",
+      );
+      const script = `ip link set lo up && mount --bind "${resolvConf}" /etc/resolv.conf && ` +
+        `exec "${Deno.execPath()}" run -A "${new URL("./fixtures/system_dns_probe.ts", import.meta.url).pathname}"`;
+      const output = await new Deno.Command("unshare", {
+        args: ["--mount", "--net", "--fork", "sh", "-c", script],
+        env: CHILD_ENV,
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(60_000),
+      }).output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.ok(output.success, stderr);
+      const results = JSON.parse(new TextDecoder().decode(output.stdout));
+      const slow = results.slow as Array<{ ok: boolean; seconds: number }>;
+      assert.ok(slow.every((result) => result.ok));
+      const mean = slow.reduce((sum, result) => sum + result.seconds, 0) / slow.length;
+      assertNear(mean, 0.040, 0.005, "mean system lookup seconds");
+      assert.deepEqual(results.searched.addresses, ["10.2.0.2"]);
+      assert.ok(results.queries.includes("udp short.cluster.test A"), "search list applied");
+      assert.deepEqual(results.absolute.addresses, ["10.2.0.3"]);
+      assert.ok(!results.queries.some((query: string) => query.startsWith("udp absolute.test.cluster.test")));
+      // The system path cannot tell NXDOMAIN from SERVFAIL: both are "notfound".
+      assert.equal(results.nxdomain.reason, "notfound");
+      assert.equal(results.servfail.reason, "notfound");
+      assert.equal(results.silent.reason, "timeout");
+    } finally {
+      await Deno.remove(resolvConf);
+    }
+  },
+});
