@@ -225,18 +225,24 @@ export class ProbeCollector implements Collector {
     const before = previous?.state ?? "pending";
     if (before === current.state && previous?.reason === current.reason) return;
     const properties = { collector: this.name, ...current.labels };
+    const target = Object.values(current.labels).filter((value) => value !== "").join(" ");
     if (current.state === "up") {
-      if (before === "pending") logger.debug("Target up", properties);
-      else logger.info("Target up", { ...properties, seconds: current.seconds });
+      const message = `${this.name} target up: ${target}`;
+      if (before === "pending") logger.debug(message, properties);
+      else logger.info(message, { ...properties, seconds: current.seconds });
     } else {
-      logger.warn("Target down", { ...properties, reason: current.reason, error: current.message });
+      logger.warn(`${this.name} target down: ${target} (${current.reason})`, {
+        ...properties,
+        reason: current.reason,
+        error: current.message,
+      });
     }
   }
 
   #internalError(key: string, error: unknown): void {
     if (error instanceof DOMException && error.name === "AbortError") return;
     this.#metrics.internalErrors.inc();
-    this.#context.logger.error("Probe failed inside the exporter", {
+    this.#context.logger.error(`${this.name} probe of ${key} failed inside the exporter`, {
       collector: this.name,
       target: key,
       error: errorMessage(error),

@@ -56,7 +56,7 @@ function parseDnsName(text: string): string {
 }
 
 function parseServer(text: string): HostPort {
-  const server = parseHostPort(text, 53);
+  const server = parseHostPort(text, { defaultPort: 53 });
   if (isIP(server.hostname) === 0) {
     throw new RangeError(`Cannot use DNS server: current value "${text}" is not an IP address`);
   }

@@ -85,7 +85,11 @@ export async function probeDns(
     outcome = await exchange(target.server, query, id, now, signal);
   } catch (error) {
     rethrowIfCancelled(signal);
-    return { ok: false, reason: classifyExchangeError(error, signal), message: errorMessage(error) };
+    return {
+      ok: false,
+      reason: classifyExchangeError(error, signal),
+      message: errorMessage(error),
+    };
   }
   return classifyResponse(outcome.response, target.recordType, outcome.seconds);
 }

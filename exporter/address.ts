@@ -17,9 +17,13 @@ const NAME =
 
 /**
  * Parses `host:port`, `[v6]:port`, or — when `defaultPort` is given — a bare host.
+ * Port 0 ("any free port") only where `allowPortZero` says so: a listener.
  * @throws {RangeError} naming the value when it is not an address.
  */
-export function parseHostPort(text: string, defaultPort?: number): HostPort {
+export function parseHostPort(
+  text: string,
+  { defaultPort, allowPortZero = false }: { defaultPort?: number; allowPortZero?: boolean } = {},
+): HostPort {
   const fail = (why: string): never => {
     throw new RangeError(`Cannot parse address: current value is "${text}" (${why})`);
   };
@@ -46,7 +50,10 @@ export function parseHostPort(text: string, defaultPort?: number): HostPort {
     return { hostname, port: defaultPort! };
   }
   const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port < 1 || port > 65535) fail("the port must be 1-65535");
+  const lowest = allowPortZero ? 0 : 1;
+  if (!/^\d+$/.test(portText) || port < lowest || port > 65535) {
+    fail(`the port must be ${lowest}-65535`);
+  }
   return { hostname, port };
 }
 

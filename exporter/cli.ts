@@ -60,8 +60,10 @@ export type FlagSource = () => Option[];
 
 function parseListenAddress(text: string): HostPort {
   // ":8000" means every interface, as in Go; IPv6 "::" also accepts IPv4 on Linux.
-  if (/^:\d+$/.test(text)) return { ...parseHostPort(`0.0.0.0${text}`), hostname: "::" };
-  return parseHostPort(text);
+  if (/^:\d+$/.test(text)) {
+    return { ...parseHostPort(`0.0.0.0${text}`, { allowPortZero: true }), hostname: "::" };
+  }
+  return parseHostPort(text, { allowPortZero: true });
 }
 
 function parsePath(text: string): string {

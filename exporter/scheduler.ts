@@ -51,6 +51,8 @@ interface Entry {
   inFlight: Promise<void> | undefined;
   /** Aborts this job's in-flight run when the job is removed. */
   removed: AbortController;
+  /** Aborts on removal or shutdown; made once per job, not per run. */
+  cancelled: AbortSignal;
 }
 
 /** Runs jobs in the background, once per interval each. */
@@ -127,12 +129,14 @@ export class Scheduler {
       // Slot centres sit one jitter-width in, so ±jitter never leaves [0, interval).
       const jitter = (random() * 2 - 1) * JITTER_FRACTION * slot;
       const offset = (index + JITTER_FRACTION) * slot + jitter;
+      const removed = new AbortController();
       const entry: Entry = {
         job,
         nextAt: now + offset,
         timer: undefined,
         inFlight: undefined,
-        removed: new AbortController(),
+        removed,
+        cancelled: AbortSignal.any([removed.signal, this.#shutdown.signal]),
       };
       this.#entries.set(job.key, entry);
       if (!this.#started) this.#awaitingFirstRun.add(job.key);
@@ -197,16 +201,15 @@ export class Scheduler {
 
   async #runOnce(entry: Entry, slotAt: number): Promise<void> {
     const { clock, timeoutMs, onLate, onError } = this.#options;
-    const abort = AbortSignal.any([entry.removed.signal, this.#shutdown.signal]);
     try {
-      await this.#semaphore.acquire(abort);
+      await this.#semaphore.acquire(entry.cancelled);
     } catch {
       return; // removed or shut down while queued
     }
     try {
       const lateBy = clock.now() - slotAt;
       if (lateBy > LATE_START_TOLERANCE_MS) onLate?.(entry.job.key, lateBy);
-      using limit = deadline(timeoutMs, abort, clock);
+      using limit = deadline(timeoutMs, entry.cancelled, clock);
       await entry.job.run(limit.signal);
     } catch (error) {
       onError?.(entry.job.key, error);

@@ -5,7 +5,7 @@
  */
 
 import type { Collector } from "../collectors/collector.ts";
-import type { HostPort } from "./address.ts";
+import { formatHostPort, type HostPort } from "./address.ts";
 import type { CommonSettings } from "./cli.ts";
 import { createHandler, type PeerView } from "./http.ts";
 import { logger } from "./log.ts";
@@ -68,17 +68,16 @@ export async function serve(options: ServeOptions): Promise<number> {
   try {
     server = listen(options.listen, handler, options.onListen);
   } catch (error) {
-    log.error("Cannot listen on {address}: {error}", {
-      address: `${options.listen.hostname}:${options.listen.port}`,
-      error: String(error),
-    });
+    const address = formatHostPort(options.listen);
+    log.error(`Cannot listen on ${address}: ${error}`, { address, error: String(error) });
     return 1;
   }
   companions = (options.companions ?? []).flatMap((factory) => factory(collectors, metrics) ?? []);
   for (const collector of collectors) collector.start();
-  log.info("net-exporter {version} listening on {address}", {
+  const address = formatHostPort(server.addr);
+  log.info(`net-exporter ${VERSION} listening on ${address}`, {
     version: VERSION,
-    address: `${server.addr.hostname}:${server.addr.port}`,
+    address,
     collectors: collectors.map((collector) => collector.name),
   });
 

@@ -49,11 +49,26 @@ for (const protocol of ["udp", "tcp"] as const) {
     const mean = slow.reduce((sum, value) => sum + value, 0) / slow.length;
     assertNear(mean, 0.040, 0.005, `mean ${mean}`);
 
-    assert.deepEqual(await probe("nx.test"), { ok: false, reason: "nxdomain", message: "Server answered NXDOMAIN" });
-    assert.deepEqual(await probe("fail.test"), { ok: false, reason: "servfail", message: "Server answered SERVFAIL" });
-    assert.deepEqual(await probe("refuse.test"), { ok: false, reason: "refused", message: "Server answered REFUSED" });
+    assert.deepEqual(await probe("nx.test"), {
+      ok: false,
+      reason: "nxdomain",
+      message: "Server answered NXDOMAIN",
+    });
+    assert.deepEqual(await probe("fail.test"), {
+      ok: false,
+      reason: "servfail",
+      message: "Server answered SERVFAIL",
+    });
+    assert.deepEqual(await probe("refuse.test"), {
+      ok: false,
+      reason: "refused",
+      message: "Server answered REFUSED",
+    });
     assert.deepEqual((await probe("v4only.test", "AAAA") as { reason: string }).reason, "nodata");
-    assert.deepEqual((await probe("silent.test", "A", 200) as { reason: string }).reason, "timeout");
+    assert.deepEqual(
+      (await probe("silent.test", "A", 200) as { reason: string }).reason,
+      "timeout",
+    );
     assert.deepEqual(server.queries.filter((query) => query.startsWith(protocol)).length, 12);
   });
 
@@ -62,7 +77,12 @@ for (const protocol of ["udp", "tcp"] as const) {
   const closedPortReason = protocol === "tcp" ? "refused" : "timeout";
   Deno.test(`direct DNS over ${protocol}: a closed port counts as ${closedPortReason}`, async () => {
     const result = await probeDns(
-      { host: "x.test", recordType: "A", server: { hostname: "127.0.0.1", port: closedPort() }, protocol },
+      {
+        host: "x.test",
+        recordType: "A",
+        server: { hostname: "127.0.0.1", port: closedPort() },
+        protocol,
+      },
       {},
       AbortSignal.timeout(300),
     );
@@ -72,9 +92,16 @@ for (const protocol of ["udp", "tcp"] as const) {
 
 Deno.test("direct DNS: no timeout of its own, only the caller's deadline", async () => {
   // Deno.resolveDns gives up after 1 s when handed a signal; a direct probe waits as long as asked.
-  await using server = await startDnsServer({ behaviour: () => ({ delayMs: 1300, a: ["10.1.0.9"] }) });
+  await using server = await startDnsServer({
+    behaviour: () => ({ delayMs: 1300, a: ["10.1.0.9"] }),
+  });
   const result = await probeDns(
-    { host: "late.test", recordType: "A", server: { hostname: "127.0.0.1", port: server.port }, protocol: "udp" },
+    {
+      host: "late.test",
+      recordType: "A",
+      server: { hostname: "127.0.0.1", port: server.port },
+      protocol: "udp",
+    },
     {},
     AbortSignal.timeout(2000),
   );
@@ -86,7 +113,12 @@ Deno.test("direct DNS: IPv6 server on ::1", async () => {
   await using server = await startDnsServer({ hostname: "::1" });
   for (const protocol of ["udp", "tcp"] as const) {
     const result = await probeDns(
-      { host: "six.test", recordType: "A", server: { hostname: "::1", port: server.port }, protocol },
+      {
+        host: "six.test",
+        recordType: "A",
+        server: { hostname: "::1", port: server.port },
+        protocol,
+      },
       {},
       AbortSignal.timeout(500),
     );
@@ -98,7 +130,12 @@ Deno.test("direct DNS: cancellation is rethrown, not counted", async () => {
   await using server = await startDnsServer({ behaviour: () => ({ silent: true }) });
   const controller = new AbortController();
   const pending = probeDns(
-    { host: "x.test", recordType: "A", server: { hostname: "127.0.0.1", port: server.port }, protocol: "udp" },
+    {
+      host: "x.test",
+      recordType: "A",
+      server: { hostname: "127.0.0.1", port: server.port },
+      protocol: "udp",
+    },
     {},
     controller.signal,
   );

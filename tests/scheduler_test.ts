@@ -2,7 +2,11 @@ import { type Job, LATE_START_TOLERANCE_MS, Scheduler } from "../exporter/schedu
 import { assert } from "./helpers/assert.ts";
 import { createFakeClock, seededRandom } from "./helpers/fake_clock.ts";
 
-function recordingJobs(count: number, clock: { now(): number }, starts: Map<string, number[]>): Job[] {
+function recordingJobs(
+  count: number,
+  clock: { now(): number },
+  starts: Map<string, number[]>,
+): Job[] {
   return Array.from({ length: count }, (_, index) => ({
     key: `job-${index}`,
     run: () => {
@@ -40,7 +44,9 @@ Deno.test("scheduler: 100 jobs spread evenly over the interval, ±10% of a slot 
   }
   for (const times of starts.values()) {
     assert.equal(times.length, 5, "each job once per interval");
-    for (let run = 1; run < times.length; run++) assert.equal(times[run]! - times[run - 1]!, 10_000);
+    for (let run = 1; run < times.length; run++) {
+      assert.equal(times[run]! - times[run - 1]!, 10_000);
+    }
   }
 });
 
@@ -49,7 +55,13 @@ Deno.test("scheduler: two instances with different randomness do not fire in loc
   for (const seed of [7, 8]) {
     const clock = createFakeClock();
     const starts = new Map<string, number[]>();
-    const scheduler = new Scheduler({ intervalMs: 1_000, timeoutMs: 500, concurrency: 1, clock, random: seededRandom(seed) });
+    const scheduler = new Scheduler({
+      intervalMs: 1_000,
+      timeoutMs: 500,
+      concurrency: 1,
+      clock,
+      random: seededRandom(seed),
+    });
     scheduler.update(recordingJobs(1, clock, starts));
     scheduler.start();
     await clock.tick(999);
@@ -148,7 +160,13 @@ Deno.test("scheduler: a busy event loop shows as late starts", async () => {
 Deno.test("scheduler: the deadline aborts a run with a TimeoutError", async () => {
   const clock = createFakeClock();
   const reasons: string[] = [];
-  const scheduler = new Scheduler({ intervalMs: 1_000, timeoutMs: 300, concurrency: 1, clock, random: () => 0.5 });
+  const scheduler = new Scheduler({
+    intervalMs: 1_000,
+    timeoutMs: 300,
+    concurrency: 1,
+    clock,
+    random: () => 0.5,
+  });
   scheduler.update([{
     key: "hangs",
     run: (signal) =>
@@ -169,7 +187,13 @@ Deno.test("scheduler: update removes, adds and keeps jobs; removal aborts in-fli
   const clock = createFakeClock();
   const starts = new Map<string, number[]>();
   const aborted: string[] = [];
-  const scheduler = new Scheduler({ intervalMs: 1_000, timeoutMs: 900, concurrency: 10, clock, random: () => 0.5 });
+  const scheduler = new Scheduler({
+    intervalMs: 1_000,
+    timeoutMs: 900,
+    concurrency: 10,
+    clock,
+    random: () => 0.5,
+  });
   const [a, b] = recordingJobs(2, clock, starts);
   const hanging: Job = {
     key: "hanging",
@@ -193,13 +217,23 @@ Deno.test("scheduler: update removes, adds and keeps jobs; removal aborts in-fli
   await clock.tick(2_200);
   await scheduler.stop();
   assert.equal(starts.get("job-1")!.length, 1, "removed job ran no more");
-  assert.deepEqual(starts.get("job-0")!.map((at) => at - starts.get("job-0")![0]!), [0, 1_000, 2_000]);
+  assert.deepEqual(starts.get("job-0")!.map((at) => at - starts.get("job-0")![0]!), [
+    0,
+    1_000,
+    2_000,
+  ]);
   assert.ok(starts.get("job-2")!.length >= 2, "added job runs");
 });
 
 Deno.test("scheduler: first round and liveness", async () => {
   const clock = createFakeClock();
-  const scheduler = new Scheduler({ intervalMs: 1_000, timeoutMs: 500, concurrency: 4, clock, random: () => 0.5 });
+  const scheduler = new Scheduler({
+    intervalMs: 1_000,
+    timeoutMs: 500,
+    concurrency: 4,
+    clock,
+    random: () => 0.5,
+  });
   scheduler.update(recordingJobs(4, clock, new Map()));
   assert.equal(scheduler.firstRoundDone, false);
   scheduler.start();

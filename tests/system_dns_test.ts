@@ -20,7 +20,9 @@ Deno.test({
         "nameserver 127.0.0.1\nsearch cluster.test\noptions ndots:2 timeout:1 attempts:1\n",
       );
       const script = `ip link set lo up && mount --bind "${resolvConf}" /etc/resolv.conf && ` +
-        `exec "${Deno.execPath()}" run -A "${new URL("./fixtures/system_dns_probe.ts", import.meta.url).pathname}"`;
+        `exec "${Deno.execPath()}" run -A "${
+          new URL("./fixtures/system_dns_probe.ts", import.meta.url).pathname
+        }"`;
       const output = await new Deno.Command("unshare", {
         args: ["--mount", "--net", "--fork", "sh", "-c", script],
         env: CHILD_ENV,
@@ -38,7 +40,11 @@ Deno.test({
       assert.deepEqual(results.searched.addresses, ["10.2.0.2"]);
       assert.ok(results.queries.includes("udp short.cluster.test A"), "search list applied");
       assert.deepEqual(results.absolute.addresses, ["10.2.0.3"]);
-      assert.ok(!results.queries.some((query: string) => query.startsWith("udp absolute.test.cluster.test")));
+      assert.ok(
+        !results.queries.some((query: string) =>
+          query.startsWith("udp absolute.test.cluster.test")
+        ),
+      );
       // The system path cannot tell NXDOMAIN from SERVFAIL: both are "notfound".
       assert.equal(results.nxdomain.reason, "notfound");
       assert.equal(results.servfail.reason, "notfound");

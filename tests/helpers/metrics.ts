@@ -1,63 +1,80 @@
 /**
- * Reading Prometheus text output in tests, through a parser package rather
- * than regular expressions.
+ * Reading Prometheus text output in tests. (The npm parser
+ * parse-prometheus-text-format drops the labels of histogram series, so the
+ * few lines needed are here.)
  * @module
  */
 
-import parsePrometheusTextFormat from "parse-prometheus-text-format";
-
-interface Sample {
-  labels?: Record<string, string>;
-  value?: string;
-  buckets?: Record<string, string>;
-  count?: string;
-  sum?: string;
+/** One sample line: name, labels, value. */
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
 }
 
-interface Family {
-  name: string;
-  type: string;
-  metrics: Sample[];
+const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$/;
+const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*/gy;
+
+/** Parses the text exposition format into samples. */
+export function parseSamples(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const match = LINE.exec(line);
+    if (!match) {
+      throw new Error(`Cannot parse metrics line: current value is ${JSON.stringify(line)}`);
+    }
+    const labels: Record<string, string> = {};
+    LABEL.lastIndex = 0;
+    const body = match[2] ?? "";
+    let label: RegExpExecArray | null;
+    while ((label = LABEL.exec(body)) !== null) {
+      labels[label[1]!] = label[2]!.replace(/\\n/g, "\n").replace(/\\(.)/g, "$1");
+    }
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
 }
 
 /** Parsed exposition text with lookups by name and labels. */
 export class Exposition {
-  readonly families: Map<string, Family>;
+  readonly all: readonly Sample[];
 
   constructor(text: string) {
-    const families = parsePrometheusTextFormat(text) as Family[];
-    this.families = new Map(families.map((family) => [family.name, family]));
+    this.all = parseSamples(text);
   }
 
   /** Samples of `name` whose labels include `labels`. */
   samples(name: string, labels: Record<string, string> = {}): Sample[] {
-    const family = this.families.get(name);
-    if (!family) return [];
-    return family.metrics.filter((sample) =>
-      Object.entries(labels).every(([key, value]) => (sample.labels ?? {})[key] === value)
+    return this.all.filter((sample) =>
+      sample.name === name &&
+      Object.entries(labels).every(([key, value]) => sample.labels[key] === value)
     );
   }
 
-  /** The value of the single sample of a counter or gauge; throws when there is not exactly one. */
+  /** The value of the single sample matching; throws when there is not exactly one. */
   value(name: string, labels: Record<string, string> = {}): number {
     const samples = this.samples(name, labels);
     if (samples.length !== 1) {
-      throw new Error(`Expected one ${name}${JSON.stringify(labels)} sample, found ${samples.length}`);
+      throw new Error(
+        `Expected one ${name}${JSON.stringify(labels)} sample, found ${samples.length}`,
+      );
     }
-    return Number(samples[0]!.value);
+    return samples[0]!.value;
   }
 
-  /** Count and sum of the single histogram series matching `labels`. */
-  histogram(name: string, labels: Record<string, string> = {}): { count: number; sum: number; buckets: Record<string, number> } {
-    const samples = this.samples(name, labels);
-    if (samples.length !== 1) {
-      throw new Error(`Expected one ${name}${JSON.stringify(labels)} histogram, found ${samples.length}`);
-    }
-    const sample = samples[0]!;
+  /** Count, sum and cumulative buckets of the single histogram series matching `labels`. */
+  histogram(
+    name: string,
+    labels: Record<string, string> = {},
+  ): { count: number; sum: number; buckets: Map<string, number> } {
+    const buckets = new Map(
+      this.samples(`${name}_bucket`, labels).map((sample) => [sample.labels.le!, sample.value]),
+    );
     return {
-      count: Number(sample.count),
-      sum: Number(sample.sum),
-      buckets: Object.fromEntries(Object.entries(sample.buckets ?? {}).map(([le, count]) => [le, Number(count)])),
+      count: this.value(`${name}_count`, labels),
+      sum: this.value(`${name}_sum`, labels),
+      buckets,
     };
   }
 }

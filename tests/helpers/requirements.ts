@@ -6,7 +6,11 @@
 
 function hasCommand(name: string): boolean {
   try {
-    return new Deno.Command("sh", { args: ["-c", `command -v ${name}`], stdout: "null", stderr: "null" })
+    return new Deno.Command("sh", {
+      args: ["-c", `command -v ${name}`],
+      stdout: "null",
+      stderr: "null",
+    })
       .outputSync().success;
   } catch {
     return false;
@@ -14,11 +18,9 @@ function hasCommand(name: string): boolean {
 }
 
 function isRoot(): boolean {
-  try {
-    return Deno.uid() === 0;
-  } catch {
-    return false;
-  }
+  const output = new Deno.Command("id", { args: ["-u"], stdout: "piped", stderr: "null" })
+    .outputSync();
+  return new TextDecoder().decode(output.stdout).trim() === "0";
 }
 
 /**

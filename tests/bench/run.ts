@@ -1,0 +1,165 @@
+/**
+ * `deno task bench`: resident memory, /metrics time, probe CPU and probing
+ * regularity of the real exporter with 10, 1,000 and 5,000 static targets at
+ * a 1 s interval, all on 127.0.0.1. Prints a Markdown table and JSON.
+ *
+ * Usage: deno task bench [sizes...]   (default: 10 1000 5000)
+ */
+
+import { startExporter, waitFor } from "../helpers/exporter_process.ts";
+import { Exposition } from "../helpers/metrics.ts";
+import { CHILD_ENV } from "../helpers/requirements.ts";
+
+const WARM_UP_MS = 5_000;
+const WINDOW_MS = 10_000;
+const SCRAPES = 20;
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+interface Row {
+  targets: number;
+  rssMiB: number;
+  peakRssMiB: number;
+  scrapeMsMedian: number;
+  scrapeMsP90: number;
+  metricsBytes: number;
+  probesInWindow: number;
+  probesPerTargetMin: number;
+  probesPerTargetMax: number;
+  cpuSecondsPer1000Probes: number;
+  delayedInWindow: number;
+}
+
+/** Reads a /proc file through cat: Deno grants /proc only with every permission. */
+function readProc(path: string): string {
+  return new TextDecoder().decode(new Deno.Command("cat", { args: [path] }).outputSync().stdout);
+}
+
+function cpuSeconds(pid: number): number {
+  const stat = readProc(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Resident and peak resident memory in MiB. */
+function memoryMiB(pid: number): { rss: number; peak: number } {
+  const status = readProc(`/proc/${pid}/status`);
+  const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]);
+  return { rss: +(kB("VmRSS") / 1024).toFixed(1), peak: +(kB("VmHWM") / 1024).toFixed(1) };
+}
+
+function probeCounts(metrics: Exposition): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const sample of metrics.samples("network_latency_seconds_count")) {
+    counts.set(sample.labels.host!, (counts.get(sample.labels.host!) ?? 0) + sample.value);
+  }
+  for (const sample of metrics.samples("network_dial_error_total")) {
+    counts.set(sample.labels.host!, (counts.get(sample.labels.host!) ?? 0) + sample.value);
+  }
+  return counts;
+}
+
+async function scrape(url: string): Promise<{ ms: number; text: string }> {
+  const startedAt = performance.now();
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return { ms: performance.now() - startedAt, text };
+}
+
+const quantile = (values: number[], q: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+};
+
+async function measure(targets: number): Promise<Row> {
+  const listenerProcess = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      new URL("./listeners.ts", import.meta.url).pathname,
+      String(targets),
+    ],
+    env: CHILD_ENV,
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const reader = listenerProcess.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) text += (await reader.read()).value ?? "";
+  const ports = JSON.parse(text) as number[];
+  try {
+    await using exporter = await startExporter(
+      ["--no-collector.dns", "--network.interval=1s", "--network.timeout=500ms"],
+      { env: { NET_EXPORTER_NETWORK_TARGETS: ports.map((port) => `127.0.0.1:${port}`).join(",") } },
+    );
+    const pid = exporter.child.pid;
+    await waitFor(
+      async () => (await fetch(`${exporter.url}/readyz`).then((r) => r.text())) === "ready\n",
+      10_000,
+      "ready",
+    );
+    await new Promise((resolve) => setTimeout(resolve, WARM_UP_MS));
+
+    const first = await scrape(exporter.url);
+    const cpuBefore = cpuSeconds(pid);
+    const before = new Exposition(first.text);
+    await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
+    const cpuAfter = cpuSeconds(pid);
+    const memory = memoryMiB(pid); // steady state, before the scrape-timing burst below
+    const last = await scrape(exporter.url);
+    const after = new Exposition(last.text);
+
+    const countsBefore = probeCounts(before);
+    const perTarget = [...probeCounts(after)].map(([host, count]) =>
+      count - (countsBefore.get(host) ?? 0)
+    );
+    const probes = perTarget.reduce((sum, count) => sum + count, 0);
+    const delayed = after.value("net_exporter_probe_delayed_total", { collector: "network" }) -
+      before.value("net_exporter_probe_delayed_total", { collector: "network" });
+
+    const scrapeTimes: number[] = [];
+    for (let i = 0; i < SCRAPES; i++) scrapeTimes.push((await scrape(exporter.url)).ms);
+    const row: Row = {
+      targets,
+      rssMiB: memory.rss,
+      peakRssMiB: memoryMiB(pid).peak,
+      scrapeMsMedian: +quantile(scrapeTimes, 0.5).toFixed(2),
+      scrapeMsP90: +quantile(scrapeTimes, 0.9).toFixed(2),
+      metricsBytes: last.text.length,
+      probesInWindow: probes,
+      probesPerTargetMin: Math.min(...perTarget),
+      probesPerTargetMax: Math.max(...perTarget),
+      cpuSecondsPer1000Probes: +((cpuAfter - cpuBefore) / probes * 1000).toFixed(3),
+      delayedInWindow: delayed,
+    };
+    const { code } = await exporter.stop();
+    if (code !== 0) throw new Error(`exporter exited ${code}`);
+    return row;
+  } finally {
+    await listenerProcess.stdin.close();
+    await reader.cancel();
+    await listenerProcess.status;
+  }
+}
+
+const sizes = Deno.args.length > 0 ? Deno.args.map(Number) : [10, 1_000, 5_000];
+const rows: Row[] = [];
+for (const size of sizes) {
+  const row = await measure(size);
+  rows.push(row);
+  console.error(JSON.stringify(row));
+}
+console.log(
+  `| targets | RSS (MiB) | peak RSS (MiB) | /metrics median (ms) | /metrics p90 (ms) | /metrics size (bytes) | probes in ${
+    WINDOW_MS / 1000
+  } s | per target min–max | CPU s / 1,000 probes | late starts |`,
+);
+console.log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+for (const row of rows) {
+  console.log(
+    `| ${row.targets} | ${row.rssMiB} | ${row.peakRssMiB} | ${row.scrapeMsMedian} | ${row.scrapeMsP90} | ${row.metricsBytes} | ${row.probesInWindow} | ${row.probesPerTargetMin}–${row.probesPerTargetMax} | ${row.cpuSecondsPer1000Probes} | ${row.delayedInWindow} |`,
+  );
+}
+console.log(
+  "\n```json\n" +
+    JSON.stringify({ date: new Date().toISOString(), deno: Deno.version.deno, rows }, null, 2) +
+    "\n```",
+);

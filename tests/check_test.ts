@@ -1,0 +1,74 @@
+import { assert } from "./helpers/assert.ts";
+import { startDnsServer } from "./helpers/dns_server.ts";
+import { RUN_PERMISSIONS } from "./helpers/exporter_process.ts";
+import { CHILD_ENV } from "./helpers/requirements.ts";
+import { closedPort, startListener } from "./helpers/tcp.ts";
+
+async function runCheck(args: string[]) {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...RUN_PERMISSIONS,
+      new URL("../main.ts", import.meta.url).pathname,
+      "check",
+      ...args,
+    ],
+    env: CHILD_ENV,
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(30_000),
+  }).output();
+  return {
+    code: output.code,
+    stdout: new TextDecoder().decode(output.stdout),
+    stderr: new TextDecoder().decode(output.stderr),
+  };
+}
+
+Deno.test("check: a table of every probe; NODATA fails (exit 1), all ok exits 0", async () => {
+  await using dns = await startDnsServer();
+  await using listener = startListener();
+  const { code, stdout, stderr } = await runCheck([
+    `--dns.servers=${dns.address}`,
+    "--dns.hosts=ok.test.",
+    "--dns.record-types=A,AAAA",
+    `--network.targets=${listener.address}`,
+  ]);
+  assert.equal(code, 1, "AAAA has no record: NODATA is a failure");
+  const lines = stdout.trimEnd().split("\n");
+  assert.match(lines[0]!, /^COLLECTOR\s+TARGET\s+RESULT\s+LATENCY\s+REASON$/);
+  assert.match(stdout, /dns\s+ok\.test\. A via 127\.0\.0\.1:\d+\/udp\s+ok\s+\d+\.\d{3} ms\s+-/);
+  assert.match(stdout, /dns\s+ok\.test\. AAAA via 127\.0\.0\.1:\d+\/udp\s+failed\s+-\s+nodata/);
+  assert.match(
+    stdout,
+    new RegExp(`network\\s+${listener.address.replaceAll(".", "\\.")}\\s+ok\\s+\\d+\\.\\d{3} ms`),
+  );
+  assert.equal(lines.length, 4, stderr);
+
+  const allGood = await runCheck([
+    `--dns.servers=${dns.address}`,
+    "--dns.hosts=ok.test.",
+    `--network.targets=${listener.address}`,
+  ]);
+  assert.equal(allGood.code, 0, allGood.stdout + allGood.stderr);
+});
+
+Deno.test("check: a failing target → JSON with its reason, exit 1", async () => {
+  const port = closedPort();
+  const { code, stdout } = await runCheck([
+    "--no-collector.dns",
+    `--network.targets=127.0.0.1:${port}`,
+    "--network.timeout=1s",
+    "--output=json",
+  ]);
+  assert.equal(code, 1);
+  const rows = JSON.parse(stdout);
+  assert.deepEqual(
+    rows.map((
+      row: { target: string; result: string; reason: string },
+    ) => [row.target, row.result, row.reason]),
+    [
+      [`127.0.0.1:${port}`, "failed", "refused"],
+    ],
+  );
+});

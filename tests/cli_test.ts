@@ -1,0 +1,170 @@
+import { type Invocation, parseCommandLine } from "../exporter/cli.ts";
+import { parseDuration } from "../exporter/duration.ts";
+import { parseHostPort } from "../exporter/address.ts";
+import { assert } from "./helpers/assert.ts";
+import { CHILD_ENV } from "./helpers/requirements.ts";
+
+function parse(argv: string[], env: Record<string, string> = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const saved = Object.keys(env).map((name) => [name, Deno.env.get(name)] as const);
+  for (const [name, value] of Object.entries(env)) Deno.env.set(name, value);
+  try {
+    const invocation = parseCommandLine(argv, {
+      output: { writeOut: (text) => out.push(text), writeErr: (text) => err.push(text) },
+      env: (name) => Deno.env.get(name),
+    });
+    return { invocation, out: out.join(""), err: err.join("") };
+  } finally {
+    for (const [name, value] of saved) {
+      value === undefined ? Deno.env.delete(name) : Deno.env.set(name, value);
+    }
+  }
+}
+
+function values(invocation: Invocation): ReadonlyMap<string, unknown> {
+  assert.ok(invocation.command === "serve" || invocation.command === "check");
+  return invocation.settings.values;
+}
+
+Deno.test("cli: defaults of serve", () => {
+  const { invocation } = parse([]);
+  assert.equal(invocation.command, "serve");
+  assert.ok(invocation.command === "serve");
+  assert.deepEqual(invocation.listen, { hostname: "::", port: 8000 });
+  assert.equal(invocation.telemetryPath, "/metrics");
+  const flags = values(invocation);
+  assert.deepEqual(flags.get("dns.hosts"), ["kubernetes.default.svc.cluster.local."]);
+  assert.deepEqual(flags.get("dns.servers"), []);
+  assert.deepEqual(flags.get("dns.record-types"), ["A"]);
+  assert.deepEqual(flags.get("dns.protocols"), ["udp"]);
+  assert.equal(flags.get("dns.interval"), 15_000);
+  assert.equal(flags.get("dns.timeout"), 2_000);
+  assert.equal(flags.get("network.interval"), 15_000);
+  assert.equal(flags.get("network.timeout"), 5_000);
+  assert.deepEqual(invocation.settings.log, { level: "info", format: "json" });
+  assert.deepEqual(invocation.settings.collectors.map((collector) => collector.name), [
+    "dns",
+    "network",
+  ]);
+});
+
+Deno.test("cli: flags, the environment, and a flag beating the environment", () => {
+  const { invocation } = parse(
+    [
+      "serve",
+      "--dns.servers=127.0.0.1:5353,[::1]",
+      "--network.targets",
+      "10.0.0.5:8000,[fd00::1]:8000",
+      "--no-collector.dns",
+      "--dns.interval=1m",
+    ],
+    {
+      NET_EXPORTER_DNS_INTERVAL: "30s",
+      NET_EXPORTER_NETWORK_INTERVAL: "2s",
+      NET_EXPORTER_NETWORK_TIMEOUT: "500ms",
+    },
+  );
+  const flags = values(invocation);
+  assert.deepEqual(flags.get("dns.servers"), [{ hostname: "127.0.0.1", port: 5353 }, {
+    hostname: "::1",
+    port: 53,
+  }]);
+  assert.deepEqual(flags.get("network.targets"), [{ hostname: "10.0.0.5", port: 8000 }, {
+    hostname: "fd00::1",
+    port: 8000,
+  }]);
+  assert.equal(flags.get("dns.interval"), 60_000);
+  assert.equal(flags.get("network.interval"), 2_000);
+  assert.equal(flags.get("network.timeout"), 500);
+  assert.ok(invocation.command === "serve");
+  assert.deepEqual(invocation.settings.collectors.map((collector) => collector.name), ["network"]);
+});
+
+Deno.test("cli: switches from the environment take true/false", () => {
+  const off = parse([], { NET_EXPORTER_COLLECTOR_DNS: "false" }).invocation;
+  assert.ok(off.command === "serve");
+  assert.deepEqual(off.settings.collectors.map((collector) => collector.name), ["network"]);
+  const on = parse(["--collector.dns"], { NET_EXPORTER_COLLECTOR_DNS: "false" }).invocation;
+  assert.ok(on.command === "serve");
+  assert.deepEqual(on.settings.collectors.map((collector) => collector.name), ["dns", "network"]);
+});
+
+Deno.test("cli: bad input is one line naming the flag and the value, exit 2", () => {
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [["--bogus"], {}, /unknown option '--bogus'/],
+    [["--dns.interval=soon"], {}, /--dns\.interval.*'soon'.*Cannot parse duration/],
+    [["--dns.timeout=20s"], {}, /--dns\.timeout=20s is not below --dns\.interval=15s/],
+    [["--network.timeout=15s"], {}, /--network\.timeout=15s is not below --network\.interval=15s/],
+    [["--network.targets=10.0.0.1"], {}, /--network\.targets.*'10\.0\.0\.1'.*expected host:port/],
+    [["--network.targets=[zz]:80"], {}, /brackets hold an IPv6 address/],
+    [["--dns.hosts=a,,b"], {}, /--dns\.hosts.*empty item/],
+    [["--dns.hosts="], {}, /--dns\.hosts is empty/],
+    [["--dns.servers=dns.example"], {}, /not an IP address/],
+    [["--dns.record-types=MX"], {}, /expected one of A, AAAA/],
+    [["--web.listen-address=:0x50"], {}, /--web\.listen-address/],
+    [["--network.concurrency=0"], {}, /--network\.concurrency.*positive integer/],
+    [["--dns.buckets=0.1,0.05"], {}, /increasing order/],
+    [[], { NET_EXPORTER_DNS_TIMEOUT: "forever" }, /from env 'NET_EXPORTER_DNS_TIMEOUT' is invalid/],
+    [[], { NET_EXPORTER_COLLECTOR_NETWORK: "maybe" }, /NET_EXPORTER_COLLECTOR_NETWORK/],
+  ];
+  for (const [argv, env, message] of cases) {
+    const { invocation, err, out } = parse(argv, env);
+    assert.deepEqual(invocation, { command: "exit", code: 2 }, argv.join(" "));
+    assert.match(err, message);
+    assert.equal(err.trimEnd().split("\n").length, 1, `one line for ${argv.join(" ")}: ${err}`);
+    assert.equal(out, "");
+  }
+});
+
+Deno.test("cli: help exits 0; version and check are commands", () => {
+  const help = parse(["--help"]);
+  assert.deepEqual(help.invocation, { command: "exit", code: 0 });
+  assert.match(help.out, /serve/);
+  const serveHelp = parse(["serve", "--help"]);
+  assert.match(serveHelp.out, /--dns\.hosts/);
+  assert.match(serveHelp.out, /NET_EXPORTER_DNS_HOSTS/);
+  assert.deepEqual(parse(["version"]).invocation, { command: "version" });
+  const check = parse(["check", "--output=json", "--dns.servers=127.0.0.1:53"]).invocation;
+  assert.ok(check.command === "check");
+  assert.equal(check.output, "json");
+});
+
+Deno.test("cli: durations and addresses", () => {
+  assert.equal(parseDuration("500ms"), 500);
+  assert.equal(parseDuration("1m30s"), 90_000);
+  assert.equal(parseDuration("1.5s"), 1_500);
+  assert.equal(parseDuration("250us"), 0.25);
+  assert.throws(() => parseDuration("0s"), /above zero/);
+  assert.throws(() => parseDuration("15"), /Cannot parse duration/);
+  assert.throws(() => parseDuration("-1s"), /Cannot parse duration/);
+  assert.deepEqual(parseHostPort("[fd00::1]:8000"), { hostname: "fd00::1", port: 8000 });
+  assert.deepEqual(parseHostPort("node-1.example:80"), { hostname: "node-1.example", port: 80 });
+  assert.deepEqual(parseHostPort("fd00::1", { defaultPort: 53 }), {
+    hostname: "fd00::1",
+    port: 53,
+  });
+  assert.throws(() => parseHostPort("a b:80"), /not an IP address or a DNS name/);
+  assert.throws(() => parseHostPort("host:0"), /1-65535/);
+});
+
+Deno.test("cli: the real program exits 2 with one line and no stack trace on bad input", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      new URL("../main.ts", import.meta.url).pathname,
+      "--dns.interval=soon",
+    ],
+    env: CHILD_ENV,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 2);
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
+  assert.doesNotMatch(stderr, /\bat\b.*\.ts:\d+/);
+  assert.equal(new TextDecoder().decode(output.stdout), "");
+});

@@ -1,0 +1,99 @@
+/**
+ * The exporter as a real process (`deno run main.ts serve ...`), for
+ * end-to-end tests: started on a free loopback port, stopped with SIGTERM.
+ * @module
+ */
+
+import { CHILD_ENV } from "./requirements.ts";
+
+/** A running exporter process. */
+export interface ExporterProcess extends AsyncDisposable {
+  /** Base URL, e.g. http://127.0.0.1:40123 */
+  readonly url: string;
+  readonly child: Deno.ChildProcess;
+  /** Log lines written so far (JSON lines). */
+  readonly logs: string[];
+  /** Sends SIGTERM and waits; returns the exit code and how long it took. */
+  stop(): Promise<{ code: number; ms: number }>;
+}
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** The permission flags the exporter runs with (`deno task start`). */
+export const RUN_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read"];
+
+/** Starts `main.ts serve` with `args` on 127.0.0.1 and a free port; resolves once it listens. */
+export async function startExporter(
+  args: string[],
+  options: { env?: Record<string, string>; command?: string[] } = {},
+): Promise<ExporterProcess> {
+  const command = options.command ?? [Deno.execPath(), "run", ...RUN_PERMISSIONS, MAIN];
+  const child = new Deno.Command(command[0]!, {
+    args: [...command.slice(1), "serve", "--web.listen-address=127.0.0.1:0", ...args],
+    env: { ...CHILD_ENV, ...options.env },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const logs: string[] = [];
+  let resolveAddress: (url: string) => void = () => {};
+  const address = new Promise<string>((resolve) => (resolveAddress = resolve));
+  const pump = (async () => {
+    const decoder = new TextDecoder();
+    let buffered = "";
+    for await (const chunk of child.stderr) {
+      buffered += decoder.decode(chunk, { stream: true });
+      const lines = buffered.split("\n");
+      buffered = lines.pop()!;
+      for (const line of lines) {
+        logs.push(line);
+        const match = /listening on \S+:(\d+)/.exec(line);
+        if (match) resolveAddress(`http://127.0.0.1:${match[1]}`);
+      }
+    }
+  })();
+  const exited = child.status.then((status) => {
+    resolveAddress("");
+    return status;
+  });
+  const giveUp = setTimeout(() => resolveAddress(""), 30_000);
+  const url = await address;
+  clearTimeout(giveUp);
+  let stopped: Promise<{ code: number; ms: number }> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      const startedAt = performance.now();
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      const status = await exited;
+      await pump;
+      return { code: status.code, ms: performance.now() - startedAt };
+    })();
+    return stopped;
+  };
+  if (url === "") {
+    await stop();
+    throw new Error(`Cannot start the exporter: it did not listen. Logs:\n${logs.join("\n")}`);
+  }
+  return { url, child, logs, stop, [Symbol.asyncDispose]: async () => void await stop() };
+}
+
+/** Polls `check` every 100 ms until it returns true or `ms` pass. */
+export async function waitFor(
+  check: () => Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (performance.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** GETs `url` and returns status and body. */
+export async function get(url: string): Promise<{ status: number; body: string }> {
+  const response = await fetch(url);
+  return { status: response.status, body: await response.text() };
+}

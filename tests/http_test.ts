@@ -1,0 +1,107 @@
+import { getLogger } from "@logtape/logtape";
+import { NetworkCollector } from "../collectors/network.ts";
+import { createHandler } from "../exporter/http.ts";
+import { createExporterMetrics, DEFAULT_BUCKETS } from "../exporter/metrics.ts";
+import { assert } from "./helpers/assert.ts";
+import { createFakeClock } from "./helpers/fake_clock.ts";
+import { Exposition } from "./helpers/metrics.ts";
+
+function setUp() {
+  const clock = createFakeClock();
+  const metrics = createExporterMetrics();
+  let dials = 0;
+  const collector = new NetworkCollector(
+    {
+      intervalMs: 1_000,
+      timeoutMs: 500,
+      concurrency: 4,
+      buckets: DEFAULT_BUCKETS,
+      targets: [{ hostname: "127.0.0.1", port: 8000 }],
+    },
+    { metrics, logger: getLogger(["test"]), clock, random: () => 0.5 },
+    {
+      connect: () => {
+        dials++;
+        return Promise.resolve({ close() {} } as Deno.Conn);
+      },
+    },
+  );
+  let ready = false;
+  const handler = createHandler({
+    registry: metrics.registry,
+    telemetryPath: "/metrics",
+    alive: () => collector.alive,
+    ready: () => ready && collector.ready,
+    status: () => ({ flags: [["dns.hosts", "<script>"]], targets: collector.statuses() }),
+  });
+  return {
+    clock,
+    collector,
+    handler,
+    dials: () => dials,
+    setReady: (value: boolean) => (ready = value),
+  };
+}
+
+const get = (path: string, headers: Record<string, string> = {}) =>
+  new Request(`http://exporter${path}`, { headers });
+
+Deno.test("http: 50 scrapes change nothing about how often targets are probed", async () => {
+  const { clock, collector, handler, dials } = setUp();
+  collector.start();
+  await clock.tick(1_000);
+  assert.equal(dials(), 1);
+  for (let i = 0; i < 50; i++) {
+    const response = await handler(get("/metrics"));
+    assert.equal(response.status, 200);
+    await response.text();
+  }
+  assert.equal(dials(), 1);
+  await clock.tick(1_000);
+  assert.equal(dials(), 2);
+  const response = await handler(get("/metrics"));
+  assert.match(response.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
+  const exposition = new Exposition(await response.text());
+  assert.equal(
+    exposition.histogram("network_latency_seconds", { host: "127.0.0.1:8000" }).count,
+    2,
+  );
+  await collector.stop();
+});
+
+Deno.test("http: readiness follows the first round and the ready callback; health follows the scheduler", async () => {
+  const { clock, collector, handler, setReady } = setUp();
+  collector.start();
+  assert.equal((await handler(get("/readyz"))).status, 503);
+  await clock.tick(1_000);
+  setReady(true);
+  const ready = await handler(get("/readyz"));
+  assert.equal(ready.status, 200);
+  assert.equal(await ready.text(), "ready\n");
+  assert.equal((await handler(get("/healthz"))).status, 200);
+  setReady(false); // shutting down
+  assert.equal((await handler(get("/readyz"))).status, 503);
+  await collector.stop();
+  assert.equal((await handler(get("/healthz"))).status, 503);
+});
+
+Deno.test("http: status page as HTML (escaped) and as JSON", async () => {
+  const { clock, collector, handler } = setUp();
+  collector.start();
+  await clock.tick(1_000);
+  const html = await (await handler(get("/"))).text();
+  assert.match(html, /<td>127\.0\.0\.1:8000<\/td><td>up<\/td><td>\d+\.\d{3} ms<\/td>/);
+  assert.ok(html.includes("&lt;script&gt;") && !html.includes("<script>"));
+  const json = await (await handler(get("/", { accept: "application/json" }))).json();
+  assert.equal(json.targets[0].state, "up");
+  assert.equal(typeof json.targets[0].seconds, "number");
+  await collector.stop();
+});
+
+Deno.test("http: unknown paths are 404, other methods 405", async () => {
+  const { handler } = setUp();
+  assert.equal((await handler(get("/nope"))).status, 404);
+  const post = await handler(new Request("http://exporter/metrics", { method: "POST" }));
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get("allow"), "GET, HEAD");
+});

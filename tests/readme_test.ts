@@ -1,0 +1,53 @@
+/** The README's flag and metric tables match the code. */
+
+import { getLogger } from "@logtape/logtape";
+import { parseCommandLine } from "../exporter/cli.ts";
+import { createExporterMetrics } from "../exporter/metrics.ts";
+import { COLLECTORS } from "../collectors/mod.ts";
+import { assert } from "./helpers/assert.ts";
+
+const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+
+function section(name: string): string {
+  const match = new RegExp(`<!-- ${name}:start -->([\\s\\S]*?)<!-- ${name}:end -->`).exec(readme);
+  assert.ok(match, `README has a ${name} table`);
+  return match[1]!;
+}
+
+function helpFlags(argv: string[]): Set<string> {
+  let text = "";
+  parseCommandLine(argv, {
+    output: { writeOut: (out) => (text += out), writeErr: () => {} },
+    env: () => undefined,
+  });
+  return new Set([...text.matchAll(/--(?!no-|help)([a-z][a-z0-9.-]*)/g)].map((match) => match[1]!));
+}
+
+Deno.test("readme: the flags table lists exactly the flags of serve and check", () => {
+  const documented = new Set(
+    section("flags").split("\n").filter((line) => line.startsWith("| `--"))
+      .map((line) => /^\| `--([a-z0-9.-]+)`/.exec(line)![1]!),
+  );
+  const actual = new Set([...helpFlags(["serve", "--help"]), ...helpFlags(["check", "--help"])]);
+  assert.deepEqual([...documented].sort(), [...actual].sort());
+});
+
+Deno.test("readme: the metrics table lists exactly the metrics the exporter serves", async () => {
+  const documented = section("metrics").split("\n").filter((line) => line.startsWith("| `"))
+    .map((line) => /^\| `([a-z_]+)`/.exec(line)![1]!);
+  const metrics = createExporterMetrics();
+  // Build every collector to register its metrics.
+  let text = "";
+  const invocation = parseCommandLine(["check", "--dns.servers=127.0.0.1"], {
+    output: { writeOut: (out) => (text += out), writeErr: (out) => (text += out) },
+    env: () => undefined,
+  });
+  assert.ok(invocation.command === "check", text);
+  for (const collector of invocation.settings.collectors) {
+    const built = collector.create({ metrics, logger: getLogger(["test"]) });
+    await built.stop();
+  }
+  assert.equal(invocation.settings.collectors.length, COLLECTORS.length);
+  const served = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
+  assert.deepEqual([...documented].sort(), [...served].sort());
+});
