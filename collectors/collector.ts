@@ -174,6 +174,11 @@ export class ProbeCollector implements Collector {
     return [...this.#status.values()];
   }
 
+  /** Counts a failure of a part that feeds this collector (e.g. discovery) as an internal error. */
+  countInternalError(): void {
+    this.#metrics.internalErrors.inc();
+  }
+
   #forget(key: string, target: ProbeTarget): void {
     this.#targets.delete(key);
     this.#status.delete(key);

@@ -9,7 +9,7 @@ import type { TargetStatus } from "../collectors/collector.ts";
 import type { CommonSettings } from "./cli.ts";
 import { formatSeconds } from "./http.ts";
 import { logger } from "./log.ts";
-import { createExporterMetrics } from "./metrics.ts";
+import { assemble } from "./assemble.ts";
 
 /** A target's result as `check` prints it. */
 export interface CheckRow {
@@ -72,10 +72,15 @@ export async function check(
   write: (text: string) => void,
   signal: AbortSignal,
 ): Promise<number> {
-  const metrics = createExporterMetrics();
-  const collectors = settings.collectors.map(({ name, create }) =>
-    create({ metrics, logger: logger(name) })
-  );
+  const { collectors, discovery } = assemble(settings);
+  if (discovery) {
+    try {
+      await discovery.syncOnce(signal);
+    } catch (error) {
+      logger("k8s").error(`Cannot list peers: ${(error as Error).message}`);
+      return 1;
+    }
+  }
   const statuses = (await Promise.all(collectors.map((collector) => collector.probeAll(signal))))
     .flat();
   const rows = checkRows(statuses);

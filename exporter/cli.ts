@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from "commander";
 import type { CollectorContext } from "../collectors/collector.ts";
 import type { Collector } from "../collectors/collector.ts";
 import { COLLECTORS } from "../collectors/mod.ts";
+import { configureDiscovery, discoveryFlags, type DiscoverySettings } from "../k8s/discovery.ts";
 import { type HostPort, parseHostPort } from "./address.ts";
 import {
   choiceFlag,
@@ -29,8 +30,10 @@ export interface CommonSettings {
   >;
   /** Every flag's effective value, for the status page. */
   readonly flags: ReadonlyArray<readonly [string, string]>;
-  /** Values of every flag, for the parts (like discovery) that read their own. */
+  /** Values of every flag. */
   readonly values: FlagValues;
+  /** Kubernetes discovery, when on (or auto with a configuration at hand). */
+  readonly discovery: DiscoverySettings | undefined;
 }
 
 /** What the command line asked for. */
@@ -55,9 +58,6 @@ export interface CliOutput {
   writeErr(text: string): void;
 }
 
-/** Extra flags that are not a collector's: added by parts such as discovery. */
-export type FlagSource = () => Option[];
-
 function parseListenAddress(text: string): HostPort {
   // ":8000" means every interface, as in Go; IPv6 "::" also accepts IPv4 on Linux.
   if (/^:\d+$/.test(text)) {
@@ -73,7 +73,7 @@ function parsePath(text: string): string {
   return text;
 }
 
-function commonFlags(extra: readonly FlagSource[]): Option[] {
+function commonFlags(): Option[] {
   return [
     ...COLLECTORS.flatMap((collector) =>
       switchFlags(
@@ -82,7 +82,7 @@ function commonFlags(extra: readonly FlagSource[]): Option[] {
       )
     ),
     ...COLLECTORS.flatMap((collector) => collector.flags()),
-    ...extra.flatMap((source) => source()),
+    ...discoveryFlags(),
     choiceFlag("log.level", "Least severe level logged", "info", LOG_LEVELS),
     choiceFlag("log.format", "Log line format", "json", LOG_FORMATS),
   ];
@@ -104,6 +104,12 @@ function settingsOf(command: Command, env: (name: string) => string | undefined)
   const collectors = COLLECTORS
     .filter((collector) => values.get(`collector.${collector.name}`) === true)
     .map((collector) => ({ name: collector.name, create: collector.configure(values) }));
+  const networkOn = values.get("collector.network") === true;
+  if (!networkOn && values.get("k8s.discovery") === "on") {
+    throw new FlagError(
+      "Cannot discover peers: current --k8s.discovery=on, but the network collector is off",
+    );
+  }
   return {
     log: {
       level: values.get("log.level") as LogSettings["level"],
@@ -112,6 +118,7 @@ function settingsOf(command: Command, env: (name: string) => string | undefined)
     collectors,
     flags,
     values,
+    discovery: networkOn ? configureDiscovery(values, env) : undefined,
   };
 }
 
@@ -131,14 +138,9 @@ function displayValue(value: unknown): string {
  */
 export function parseCommandLine(
   argv: readonly string[],
-  options: {
-    output: CliOutput;
-    env: (name: string) => string | undefined;
-    extraFlags?: readonly FlagSource[];
-  },
+  options: { output: CliOutput; env: (name: string) => string | undefined },
 ): Invocation {
   const { output, env } = options;
-  const extra = options.extraFlags ?? [];
   let invocation: Invocation | undefined;
   const program = new Command("net-exporter")
     .description("Prometheus exporter for DNS and pod-to-pod TCP latency")
@@ -147,7 +149,7 @@ export function parseCommandLine(
     .showSuggestionAfterError(true);
 
   const withFlags = (command: Command) => {
-    for (const option of commonFlags(extra)) command.addOption(option);
+    for (const option of commonFlags()) command.addOption(option);
     return command;
   };
 

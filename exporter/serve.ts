@@ -4,27 +4,20 @@
  * @module
  */
 
-import type { Collector } from "../collectors/collector.ts";
 import { formatHostPort, type HostPort } from "./address.ts";
 import type { CommonSettings } from "./cli.ts";
-import { createHandler, type PeerView } from "./http.ts";
+import { createHandler } from "./http.ts";
 import { logger } from "./log.ts";
-import { createExporterMetrics, type ExporterMetrics, VERSION } from "./metrics.ts";
+import { assemble } from "./assemble.ts";
+import { VERSION } from "./metrics.ts";
 
-/** A part that runs beside the collectors, e.g. Kubernetes discovery. */
-export interface Companion {
-  /** True once it has what it needs for the collectors to be trusted (e.g. first list synced). */
-  readonly ready: boolean;
-  /** Peers for the status page. */
-  peers(): readonly PeerView[];
-  stop(): Promise<void>;
-}
-
-/** Builds companions once the collectors exist (discovery feeds the network collector). */
-export type CompanionFactory = (
-  collectors: readonly Collector[],
-  metrics: ExporterMetrics,
-) => Companion | undefined;
+/**
+ * With discovery on, how long the listener stays up after SIGTERM: the API
+ * server tells the peers this pod is being deleted at the same moment the
+ * kubelet signals it, and a peer that dials before the news arrives must not
+ * be refused and count an error.
+ */
+export const SHUTDOWN_LINGER_MS = 2_000;
 
 /** What `serve` needs. */
 export interface ServeOptions {
@@ -33,7 +26,6 @@ export interface ServeOptions {
   readonly telemetryPath: string;
   /** Aborts to shut down (SIGTERM/SIGINT in main.ts). */
   readonly stop: AbortSignal;
-  readonly companions?: readonly CompanionFactory[];
   /** Called with the bound address once listening. */
   readonly onListen?: (address: Deno.NetAddr) => void;
 }
@@ -41,27 +33,20 @@ export interface ServeOptions {
 /** Runs the exporter until `options.stop` aborts; returns the exit code. */
 export async function serve(options: ServeOptions): Promise<number> {
   const log = logger("serve");
-  const metrics = createExporterMetrics();
-  const collectors = options.settings.collectors.map(({ name, create }) =>
-    create({ metrics, logger: logger(name) })
-  );
+  const { metrics, collectors, discovery } = assemble(options.settings);
   let shuttingDown = false;
-  let companions: Companion[] = [];
   const handler = createHandler({
     registry: metrics.registry,
     telemetryPath: options.telemetryPath,
     alive: () => collectors.every((collector) => collector.alive),
     ready: () =>
       !shuttingDown && collectors.every((collector) => collector.ready) &&
-      companions.every((companion) => companion.ready),
-    status: () => {
-      const peers = companions.flatMap((companion) => companion.peers());
-      return {
-        flags: options.settings.flags,
-        targets: collectors.flatMap((collector) => collector.statuses()),
-        ...(companions.length > 0 ? { peers } : {}),
-      };
-    },
+      (discovery?.ready ?? true),
+    status: () => ({
+      flags: options.settings.flags,
+      targets: collectors.flatMap((collector) => collector.statuses()),
+      ...(discovery ? { peers: discovery.peers() } : {}),
+    }),
   });
 
   let server: Deno.HttpServer<Deno.NetAddr>;
@@ -72,7 +57,11 @@ export async function serve(options: ServeOptions): Promise<number> {
     log.error(`Cannot listen on ${address}: ${error}`, { address, error: String(error) });
     return 1;
   }
-  companions = (options.companions ?? []).flatMap((factory) => factory(collectors, metrics) ?? []);
+  const networkOn = options.settings.values.get("collector.network") === true;
+  if (networkOn && !discovery && options.settings.values.get("k8s.discovery") === "auto") {
+    log.info("No Kubernetes configuration found: probing static targets only");
+  }
+  discovery?.start();
   for (const collector of collectors) collector.start();
   const address = formatHostPort(server.addr);
   log.info(`net-exporter ${VERSION} listening on ${address}`, {
@@ -87,10 +76,8 @@ export async function serve(options: ServeOptions): Promise<number> {
   });
   shuttingDown = true;
   log.info("Shutting down");
-  await Promise.all([
-    ...companions.map((companion) => companion.stop()),
-    ...collectors.map((collector) => collector.stop()),
-  ]);
+  if (discovery) await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_LINGER_MS));
+  await Promise.all([discovery?.stop(), ...collectors.map((collector) => collector.stop())]);
   await server.shutdown();
   return 0;
 }

@@ -1,0 +1,370 @@
+/**
+ * Kubernetes peer discovery: a reconciler from the watched pod list to the
+ * network collector's peers. Pods that are Ready, running, have an IP and are
+ * not being deleted are peers; the neighbour ring picks which of their nodes
+ * this pod probes; the collector adds and removes targets (and their series)
+ * to match. The API server going away changes nothing: the last known peers
+ * keep being probed.
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import { type Option } from "commander";
+import { isIP } from "node:net";
+import client from "prom-client";
+import type { NetworkCollector, NetworkEndpoint } from "../collectors/network.ts";
+import {
+  choiceFlag,
+  FlagError,
+  type FlagValues,
+  integerFlag,
+  valueFlag,
+} from "../exporter/flags.ts";
+import type { PeerView } from "../exporter/http.ts";
+import type { ExporterMetrics } from "../exporter/metrics.ts";
+import {
+  type ApiClient,
+  type ClusterConfig,
+  createApiClient,
+  loadClusterConfig,
+  SERVICE_ACCOUNT_DIR,
+} from "./client.ts";
+import { selectNeighbours } from "./neighbours.ts";
+import { isPeer, type PodRecord } from "./pods.ts";
+import { PodWatcher, type WatcherOptions } from "./watcher.ts";
+
+export const DISCOVERY_MODES = ["auto", "on", "off"] as const;
+
+/** Who this pod is, from the downward API (never from dialling out). */
+export interface Identity {
+  readonly podName: string | undefined;
+  readonly podIPs: readonly string[];
+  readonly node: string | undefined;
+}
+
+/** Checked discovery settings. */
+export interface DiscoverySettings {
+  readonly cluster: ClusterConfig;
+  readonly namespace: string;
+  readonly labelSelector: string;
+  readonly port: number;
+  readonly maxPeers: number;
+  readonly identity: Identity;
+}
+
+const LABEL_SELECTOR = /^[A-Za-z0-9_./!=,() -]+$/;
+
+/** Discovery's flags. */
+export function discoveryFlags(): Option[] {
+  return [
+    choiceFlag(
+      "k8s.discovery",
+      "Find peers through the Kubernetes API: on, off, or auto (on when a kubeconfig or in-cluster configuration exists)",
+      "auto",
+      DISCOVERY_MODES,
+    ),
+    valueFlag(
+      "k8s.kubeconfig",
+      "path",
+      "Kubeconfig to use; empty: $KUBECONFIG, else in-cluster",
+      "",
+      (text) => text,
+    ),
+    valueFlag(
+      "k8s.namespace",
+      "namespace",
+      "Namespace of the peer pods; empty: $POD_NAMESPACE, else the service account's namespace",
+      "",
+      (text) => text,
+    ),
+    valueFlag(
+      "k8s.label-selector",
+      "selector",
+      "Label selector of the peer pods",
+      "app.kubernetes.io/name=net-exporter",
+      (text) => {
+        if (!LABEL_SELECTOR.test(text)) {
+          throw new RangeError(`Cannot use label selector: current value is "${text}"`);
+        }
+        return text;
+      },
+    ),
+    integerFlag("network.port", "TCP port to dial on discovered peers", 8000),
+    integerFlag(
+      "network.max-peers",
+      "Peers each pod probes (neighbours on a ring of node names); 0: every peer",
+      10,
+      { allowZero: true },
+    ),
+  ];
+}
+
+/**
+ * Decides whether discovery runs and with what; `undefined` when it is off
+ * (or auto without a configuration, which is logged by the caller).
+ * @throws {FlagError} when it is on but cannot work.
+ */
+export function configureDiscovery(
+  values: FlagValues,
+  env: (name: string) => string | undefined,
+  readFile: (path: string) => string | undefined = readFileOrUndefined,
+): DiscoverySettings | undefined {
+  const mode = values.get("k8s.discovery") as typeof DISCOVERY_MODES[number];
+  if (mode === "off") return undefined;
+  const peerPort = values.get("network.port") as number;
+  if (peerPort > 65535) {
+    throw new FlagError(`Cannot dial peers: current --network.port=${peerPort} is above 65535`);
+  }
+  const kubeconfig = (values.get("k8s.kubeconfig") as string) || env("KUBECONFIG") || undefined;
+  let cluster: ClusterConfig | undefined;
+  try {
+    cluster = loadClusterConfig(kubeconfig, env);
+  } catch (error) {
+    throw new FlagError((error as Error).message);
+  }
+  if (!cluster) {
+    if (mode === "on") {
+      throw new FlagError(
+        "Cannot discover peers: current --k8s.discovery=on, but there is no kubeconfig (--k8s.kubeconfig, $KUBECONFIG) " +
+          "and no in-cluster configuration ($KUBERNETES_SERVICE_HOST and a service-account token)",
+      );
+    }
+    return undefined;
+  }
+  const namespace = (values.get("k8s.namespace") as string) || env("POD_NAMESPACE") ||
+    readFile(`${SERVICE_ACCOUNT_DIR}/namespace`)?.trim() || cluster.namespace;
+  if (!namespace) {
+    throw new FlagError(
+      "Cannot discover peers: current namespace is unknown (set --k8s.namespace or $POD_NAMESPACE)",
+    );
+  }
+  const podIPs = [...new Set([...(env("POD_IPS") ?? "").split(","), env("POD_IP") ?? ""])]
+    .map((ip) => ip.trim()).filter((ip) => ip !== "");
+  for (const ip of podIPs) {
+    if (isIP(ip) === 0) {
+      throw new FlagError(
+        `Cannot use $POD_IP/$POD_IPS: current value "${ip}" is not an IP address`,
+      );
+    }
+  }
+  return {
+    cluster,
+    namespace,
+    labelSelector: values.get("k8s.label-selector") as string,
+    port: peerPort,
+    maxPeers: values.get("network.max-peers") as number,
+    identity: {
+      podName: env("POD_NAME") || undefined,
+      podIPs,
+      node: env("NODE_NAME") || undefined,
+    },
+  };
+}
+
+function readFileOrUndefined(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The peers this pod sees and the ones it probes. */
+export interface PeerSelection {
+  /** Every peer pod except this one. */
+  readonly discovered: readonly PodRecord[];
+  /** The peers this pod probes. */
+  readonly selected: readonly PodRecord[];
+  /** This pod's node, as known from $NODE_NAME or its own pod in the list. */
+  readonly selfNode: string | undefined;
+}
+
+/**
+ * Picks the peers to probe: not this pod (by name or IP), not on this pod's
+ * node, and on a node the neighbour ring selects. Without a known node of
+ * its own (e.g. run from a workstation), every peer is probed.
+ */
+export function selectPeers(
+  pods: Iterable<PodRecord>,
+  identity: Identity,
+  maxPeers: number,
+): PeerSelection {
+  const all = [...pods];
+  const isSelf = (pod: PodRecord) =>
+    pod.name === identity.podName || pod.ips.some((ip) => identity.podIPs.includes(ip));
+  const selfNode = identity.node ?? all.find(isSelf)?.node;
+  const discovered = all.filter((pod) => isPeer(pod) && !isSelf(pod))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (selfNode === undefined) return { discovered, selected: discovered, selfNode };
+  const otherNodes = discovered.map((pod) => pod.node).filter((node) => node !== selfNode);
+  const chosen = new Set(selectNeighbours(selfNode, otherNodes, maxPeers));
+  return { discovered, selected: discovered.filter((pod) => chosen.has(pod.node)), selfNode };
+}
+
+/** The endpoints to dial for the selected peers: every IP of every selected pod. */
+export function peerEndpoints(selected: readonly PodRecord[], port: number): NetworkEndpoint[] {
+  return selected.flatMap((pod) => pod.ips.map((ip) => ({ hostname: ip, port, node: pod.node })));
+}
+
+/** Discovery's own metrics. */
+export interface DiscoveryMetrics {
+  readonly peers: client.Gauge<"state">;
+  readonly lastSync: client.Gauge;
+  readonly requests: client.Counter<"verb" | "code">;
+}
+
+/** Registers discovery's metrics. */
+export function createDiscoveryMetrics(metrics: ExporterMetrics): DiscoveryMetrics {
+  const registers = [metrics.registry];
+  const peers = new client.Gauge({
+    name: "net_exporter_peers",
+    help:
+      "Peer pods: discovered (every Ready peer but this pod) and selected (probed by this pod).",
+    labelNames: ["state"],
+    registers,
+  });
+  peers.set({ state: "discovered" }, 0);
+  peers.set({ state: "selected" }, 0);
+  return {
+    peers,
+    lastSync: new client.Gauge({
+      name: "net_exporter_discovery_last_sync_timestamp_seconds",
+      help:
+        "When the pod list was last known to be current (a list, a watch event or a bookmark), " +
+        "seconds since the epoch.",
+      registers,
+    }),
+    requests: new client.Counter({
+      name: "net_exporter_kubernetes_requests_total",
+      help:
+        "Requests to the Kubernetes API by verb (list, watch) and HTTP status (error: none came back).",
+      labelNames: ["verb", "code"],
+      registers,
+    }),
+  };
+}
+
+/** What a running discovery needs. */
+export interface DiscoveryContext {
+  readonly network: NetworkCollector;
+  readonly metrics: DiscoveryMetrics;
+  readonly logger: Logger;
+  readonly client?: ApiClient;
+  readonly watcher?: Partial<Omit<WatcherOptions, "client" | "namespace" | "labelSelector">>;
+  readonly now?: () => number;
+}
+
+/** Runs the watch and keeps the network collector's peers current. */
+export class Discovery {
+  readonly #settings: DiscoverySettings;
+  readonly #context: DiscoveryContext;
+  readonly #watcher: PodWatcher;
+  readonly #client: ApiClient;
+  #selection: PeerSelection = { discovered: [], selected: [], selfNode: undefined };
+  #apiHealthy = true;
+  #warnedUnknownNode = false;
+
+  constructor(settings: DiscoverySettings, context: DiscoveryContext) {
+    this.#settings = settings;
+    this.#context = context;
+    this.#client = context.client ?? createApiClient(settings.cluster);
+    this.#watcher = new PodWatcher(
+      {
+        ...context.watcher,
+        client: this.#client,
+        namespace: settings.namespace,
+        labelSelector: settings.labelSelector,
+      },
+      {
+        onPods: (pods) => this.#reconcile(pods.values()),
+        onFailure: (error) => this.#failed(error),
+        onRequest: (verb, code) => context.metrics.requests.inc({ verb, code }),
+        onSynced: () => this.#synced(),
+      },
+    );
+  }
+
+  /** True once the first list has synced. */
+  get ready(): boolean {
+    return this.#watcher.synced;
+  }
+
+  /** Starts watching. */
+  start(): void {
+    this.#context.logger.info(
+      `Discovering peers: pods in namespace ${this.#settings.namespace} matching ${this.#settings.labelSelector}`,
+      { namespace: this.#settings.namespace, labelSelector: this.#settings.labelSelector },
+    );
+    this.#watcher.start();
+  }
+
+  /** Lists once and sets the peers, then closes the API connections; for `check`. */
+  async syncOnce(signal: AbortSignal): Promise<void> {
+    try {
+      await this.#watcher.listOnce(signal);
+    } finally {
+      this.#client.close();
+    }
+  }
+
+  /** Stops watching and closes the API connections. */
+  async stop(): Promise<void> {
+    await this.#watcher.stop();
+    this.#client.close();
+  }
+
+  /** Discovered peers for the status page. */
+  peers(): PeerView[] {
+    const selected = new Set(this.#selection.selected);
+    return this.#selection.discovered.map((pod) => ({
+      name: pod.name,
+      node: pod.node,
+      addresses: pod.ips,
+      selected: selected.has(pod),
+    }));
+  }
+
+  #reconcile(pods: Iterable<PodRecord>): void {
+    const previous = this.#selection;
+    this.#selection = selectPeers(pods, this.#settings.identity, this.#settings.maxPeers);
+    const { discovered, selected, selfNode } = this.#selection;
+    this.#context.network.setPeers(peerEndpoints(selected, this.#settings.port));
+    this.#context.metrics.peers.set({ state: "discovered" }, discovered.length);
+    this.#context.metrics.peers.set({ state: "selected" }, selected.length);
+    if (
+      previous.discovered.length !== discovered.length ||
+      previous.selected.length !== selected.length
+    ) {
+      this.#context.logger.info(
+        `Peers: ${discovered.length} discovered, ${selected.length} probed`,
+        {
+          discovered: discovered.length,
+          selected: selected.length,
+          node: selfNode ?? "",
+        },
+      );
+    }
+    if (selfNode === undefined && !this.#warnedUnknownNode) {
+      this.#warnedUnknownNode = true;
+      this.#context.logger.warn(
+        "This pod's node is unknown ($NODE_NAME unset and no pod named $POD_NAME): probing every peer",
+      );
+    }
+  }
+
+  #synced(): void {
+    this.#context.metrics.lastSync.set((this.#context.now ?? Date.now)() / 1000);
+    if (!this.#apiHealthy) {
+      this.#apiHealthy = true;
+      this.#context.logger.info("Kubernetes API reachable again; peers are current");
+    }
+  }
+
+  #failed(error: Error): void {
+    this.#context.network.countInternalError();
+    this.#apiHealthy = false;
+    this.#context.logger.warn(`Kubernetes API: ${error.message}; keeping the last known peers`, {
+      error: error.message,
+    });
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * Discovery end to end: the real exporter process, a stand-in API server over
+ * HTTPS, and peer pods listening on 127.0.0.11–15 so real handshakes happen.
+ */
+
+import { type PodSpec, startApiServer } from "./helpers/api_server.ts";
+import { assert } from "./helpers/assert.ts";
+import { get, RUN_PERMISSIONS, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import { Exposition } from "./helpers/metrics.ts";
+import { CHILD_ENV, requires } from "./helpers/requirements.ts";
+import { startListener, type TestListener } from "./helpers/tcp.ts";
+
+/** Listeners on 127.0.0.11… sharing one port, as pods of a DaemonSet share theirs. */
+async function peerListeners(
+  count: number,
+): Promise<{ port: number; listeners: TestListener[] } & AsyncDisposable> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const first = startListener("127.0.0.11");
+    const listeners = [first];
+    try {
+      for (let i = 1; i < count; i++) {
+        listeners.push(startListener(`127.0.0.${11 + i}`, first.port));
+      }
+      return {
+        port: first.port,
+        listeners,
+        async [Symbol.asyncDispose]() {
+          for (const listener of listeners) await listener[Symbol.asyncDispose]();
+        },
+      };
+    } catch {
+      for (const listener of listeners) await listener[Symbol.asyncDispose]();
+    }
+  }
+  throw new Error("Cannot find a port free on 127.0.0.11-15");
+}
+
+const pod = (index: number, extra: Partial<PodSpec> = {}): PodSpec => ({
+  name: `net-exporter-${index}`,
+  node: `node-${index}`,
+  ips: [`127.0.0.${10 + index}`],
+  ...extra,
+});
+
+async function scrape(url: string): Promise<Exposition> {
+  return new Exposition((await get(`${url}/metrics`)).body);
+}
+
+function probedHosts(metrics: Exposition): string[] {
+  return metrics.samples("network_latency_seconds_count").map((sample) =>
+    `${sample.labels.host}@${sample.labels.target_node}`
+  )
+    .sort();
+}
+
+const FLOW =
+  "discovery: probes exactly the other pods, follows deletes, adds, deleting and not-ready pods";
+Deno.test({
+  name: FLOW,
+  ignore: !requires(FLOW, { commands: ["openssl"] }),
+  async fn() {
+    await using peers = await peerListeners(5);
+    await using api = await startApiServer();
+    for (const index of [1, 2, 3]) api.apply(pod(index));
+    await using exporter = await startExporter(
+      [
+        "--no-collector.dns",
+        "--k8s.discovery=on",
+        `--k8s.kubeconfig=${await api.writeKubeconfig("monitoring")}`,
+        `--network.port=${peers.port}`,
+        "--network.interval=1s",
+        "--network.timeout=500ms",
+      ],
+      { env: { POD_NAME: "net-exporter-1", NODE_NAME: "node-1", POD_IP: "127.0.0.11" } },
+    );
+    const host = (index: number) => `127.0.0.${10 + index}:${peers.port}@node-${index}`;
+    await waitFor(async () => (await get(`${exporter.url}/readyz`)).status === 200, 5_000, "ready");
+    await waitFor(
+      async () => probedHosts(await scrape(exporter.url)).length === 2,
+      5_000,
+      "two peers probed",
+    );
+    let metrics = await scrape(exporter.url);
+    assert.deepEqual(probedHosts(metrics), [host(2), host(3)]);
+    assert.equal(metrics.value("net_exporter_peers", { state: "discovered" }), 2);
+    assert.equal(metrics.value("net_exporter_peers", { state: "selected" }), 2);
+    assert.ok(
+      metrics.value("net_exporter_discovery_last_sync_timestamp_seconds") > Date.now() / 1000 - 10,
+    );
+
+    api.remove("net-exporter-3");
+    await waitFor(
+      async () => !probedHosts(await scrape(exporter.url)).includes(host(3)),
+      5_000,
+      "deleted pod's series gone",
+    );
+    metrics = await scrape(exporter.url);
+    assert.deepEqual(
+      metrics.samples("network_dial_error_total", { host: `127.0.0.13:${peers.port}` }),
+      [],
+    );
+
+    api.apply(pod(4));
+    await waitFor(
+      async () => probedHosts(await scrape(exporter.url)).includes(host(4)),
+      5_000,
+      "added pod probed",
+    );
+
+    api.apply(pod(2, { deleting: true }));
+    api.apply(pod(4, { ready: false }));
+    api.apply(pod(5, { phase: "Pending", ips: [] }));
+    await waitFor(
+      async () => probedHosts(await scrape(exporter.url)).length === 0,
+      5_000,
+      "deleting and not-ready pods dropped",
+    );
+
+    metrics = await scrape(exporter.url);
+    const dialErrors = metrics.samples("network_dial_error_total").reduce(
+      (sum, sample) => sum + sample.value,
+      0,
+    );
+    assert.equal(dialErrors, 0, "no dial error counted through all of it");
+    assert.equal(metrics.value("network_error_total"), 0);
+    const verbs = api.requests.map((request) => request.split(" ")[0]);
+    assert.deepEqual(verbs, ["list", "watch"], "one list, then one watch: no polling");
+
+    const page =
+      await (await fetch(`${exporter.url}/`, { headers: { accept: "application/json" } })).json();
+    assert.deepEqual(page.peers, [], "status page lists the discovered peers (none left)");
+  },
+});
+
+const OUTAGE =
+  "discovery: readiness waits for the first list; a minute of 503s keeps the known peers probed";
+Deno.test({
+  name: OUTAGE,
+  ignore: !requires(OUTAGE, { commands: ["openssl"] }),
+  async fn() {
+    await using peers = await peerListeners(3);
+    await using api = await startApiServer();
+    for (const index of [1, 2, 3]) api.apply(pod(index));
+    api.failWith = 503;
+    await using exporter = await startExporter(
+      [
+        "--no-collector.dns",
+        `--k8s.kubeconfig=${await api.writeKubeconfig("monitoring")}`,
+        `--network.port=${peers.port}`,
+        "--network.interval=1s",
+        "--network.timeout=500ms",
+      ],
+      { env: { POD_NAME: "net-exporter-1", NODE_NAME: "node-1", POD_IP: "127.0.0.11" } },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(
+      (await get(`${exporter.url}/readyz`)).status,
+      503,
+      "not ready before the first list",
+    );
+    api.failWith = undefined;
+    await waitFor(
+      async () => (await get(`${exporter.url}/readyz`)).status === 200,
+      10_000,
+      "ready after the first list",
+    );
+    await waitFor(
+      async () => probedHosts(await scrape(exporter.url)).length === 2,
+      5_000,
+      "peers probed",
+    );
+
+    api.failWith = 503;
+    api.dropWatches();
+    const before = await scrape(exporter.url);
+    const lastSync = before.value("net_exporter_discovery_last_sync_timestamp_seconds");
+    await new Promise((resolve) => setTimeout(resolve, 60_000));
+    const during = await scrape(exporter.url);
+    assert.equal(probedHosts(during).length, 2, "known peers kept through the outage");
+    for (const sample of during.samples("network_latency_seconds_count")) {
+      const earlier = before.value("network_latency_seconds_count", sample.labels);
+      assert.ok(
+        sample.value - earlier >= 55,
+        `${sample.labels.host} probed ${sample.value - earlier} times in 60 s`,
+      );
+    }
+    assert.ok(during.value("network_error_total") >= 3, "API failures counted");
+    assert.equal(during.value("net_exporter_discovery_last_sync_timestamp_seconds"), lastSync);
+    assert.equal((await get(`${exporter.url}/readyz`)).status, 200, "still ready: peers are known");
+
+    api.remove("net-exporter-3");
+    api.failWith = undefined;
+    await waitFor(
+      async () => probedHosts(await scrape(exporter.url)).length === 1,
+      35_000,
+      "caught up after the outage",
+    );
+    const after = await scrape(exporter.url);
+    assert.ok(after.value("net_exporter_discovery_last_sync_timestamp_seconds") > lastSync);
+  },
+});
+
+const CHECK = "discovery: check lists the peers once and shows their node names";
+Deno.test({
+  name: CHECK,
+  ignore: !requires(CHECK, { commands: ["openssl"] }),
+  async fn() {
+    await using peers = await peerListeners(3);
+    await using api = await startApiServer();
+    for (const index of [1, 2, 3]) api.apply(pod(index));
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        ...RUN_PERMISSIONS,
+        new URL("../main.ts", import.meta.url).pathname,
+        "check",
+        "--no-collector.dns",
+        `--k8s.kubeconfig=${await api.writeKubeconfig("monitoring")}`,
+        `--network.port=${peers.port}`,
+      ],
+      env: { ...CHILD_ENV, POD_NAME: "net-exporter-2", NODE_NAME: "node-2" },
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    const stdout = new TextDecoder().decode(output.stdout);
+    assert.equal(output.code, 0, stdout + new TextDecoder().decode(output.stderr));
+    assert.match(stdout, new RegExp(`127\\.0\\.0\\.11:${peers.port} \\(node-1\\)\\s+ok`));
+    assert.match(stdout, new RegExp(`127\\.0\\.0\\.13:${peers.port} \\(node-3\\)\\s+ok`));
+    assert.doesNotMatch(stdout, /127\.0\.0\.12/, "never itself");
+    assert.deepEqual(api.requests.map((request) => request.split(" ")[0]), ["list"]);
+  },
+});

@@ -1,0 +1,271 @@
+/**
+ * The pod watcher against a stand-in API server over real HTTPS with a bearer
+ * token: sync, events, bookmarks, 410s, drops, outages and silent streams.
+ */
+
+import { createApiClient, loadClusterConfig } from "../k8s/client.ts";
+import type { PodRecord } from "../k8s/pods.ts";
+import { PodWatcher } from "../k8s/watcher.ts";
+import { type PodSpec, startApiServer, type TestApiServer } from "./helpers/api_server.ts";
+import { assert } from "./helpers/assert.ts";
+import { waitFor } from "./helpers/exporter_process.ts";
+import { requires } from "./helpers/requirements.ts";
+
+const NEEDS = { commands: ["openssl"] };
+
+interface Harness extends AsyncDisposable {
+  server: TestApiServer;
+  watcher: PodWatcher;
+  pods(): ReadonlyMap<string, PodRecord>;
+  failures: string[];
+  names(): string[];
+}
+
+async function harness(
+  initial: PodSpec[],
+  options: { pageSize?: number; watchTimeoutSeconds?: number; silenceSlackMs?: number } = {},
+): Promise<Harness> {
+  const server = await startApiServer();
+  for (const spec of initial) server.apply(spec);
+  const kubeconfig = await server.writeKubeconfig("monitoring");
+  const config = loadClusterConfig(kubeconfig, () => undefined)!;
+  let latest: ReadonlyMap<string, PodRecord> = new Map();
+  const failures: string[] = [];
+  const client = createApiClient(config);
+  const watcher = new PodWatcher(
+    {
+      client,
+      namespace: "monitoring",
+      labelSelector: "app.kubernetes.io/name=net-exporter",
+      pageSize: options.pageSize ?? 500,
+      watchTimeoutSeconds: options.watchTimeoutSeconds ?? 30,
+      silenceSlackMs: options.silenceSlackMs ?? 5_000,
+      backoffInitialMs: 50,
+      backoffMaxMs: 200,
+    },
+    {
+      onPods: (pods) => (latest = new Map(pods)),
+      onFailure: (error) => failures.push(error.message),
+      onRequest: () => {},
+      onSynced: () => {},
+    },
+  );
+  return {
+    server,
+    watcher,
+    pods: () => latest,
+    failures,
+    names: () => [...latest.values()].map((pod) => pod.name).sort(),
+    async [Symbol.asyncDispose]() {
+      await watcher.stop();
+      client.close();
+      await server[Symbol.asyncDispose]();
+    },
+  };
+}
+
+const pod = (name: string, extra: Partial<PodSpec> = {}): PodSpec => ({
+  name,
+  node: `node-${name}`,
+  ips: [`127.0.0.${10 + Number(name.replace(/\D/g, "") || 0)}`],
+  ...extra,
+});
+
+const verbs = (server: TestApiServer) => server.requests.map((request) => request.split(" ")[0]);
+
+Deno.test({
+  name: "watcher: paginated first list, then add, modify, delete — one list, then only watches",
+  ignore: !requires("watcher: first list and events", NEEDS),
+  async fn() {
+    await using h = await harness([pod("p1"), pod("p2"), pod("p3"), pod("p4"), pod("p5")], {
+      pageSize: 2,
+    });
+    h.watcher.start();
+    await waitFor(
+      () => Promise.resolve(h.watcher.synced && h.names().length === 5),
+      5_000,
+      "first list",
+    );
+    assert.deepEqual(verbs(h.server).slice(0, 3), ["list", "list", "list"], "three pages of two");
+    assert.ok(h.server.requests[1]!.includes("continue=2"));
+    await waitFor(() => Promise.resolve(verbs(h.server).includes("watch")), 5_000, "watch");
+    const watch = h.server.requests.find((request) => request.startsWith("watch"))!;
+    assert.match(watch, /allowWatchBookmarks=true/);
+    assert.match(watch, /timeoutSeconds=30/);
+    assert.match(watch, /resourceVersion=\d+/);
+
+    h.server.apply(pod("p6"));
+    await waitFor(() => Promise.resolve(h.names().includes("p6")), 5_000, "ADDED");
+    h.server.apply(pod("p2", { ready: false }));
+    await waitFor(
+      () => Promise.resolve([...h.pods().values()].find((p) => p.name === "p2")?.ready === false),
+      5_000,
+      "MODIFIED",
+    );
+    h.server.apply(pod("p3", { deleting: true }));
+    await waitFor(
+      () => Promise.resolve([...h.pods().values()].find((p) => p.name === "p3")?.deleting === true),
+      5_000,
+      "deleting",
+    );
+    h.server.remove("p1");
+    await waitFor(() => Promise.resolve(!h.names().includes("p1")), 5_000, "DELETED");
+    assert.deepEqual(verbs(h.server), ["list", "list", "list", "watch"], "no polling");
+    assert.deepEqual(h.failures, []);
+  },
+});
+
+Deno.test({
+  name:
+    "watcher: a dropped connection resumes from the last resourceVersion (bookmarks count), no relist",
+  ignore: !requires("watcher: drop", NEEDS),
+  async fn() {
+    await using h = await harness([pod("p1")]);
+    h.watcher.start();
+    await waitFor(() => Promise.resolve(verbs(h.server).includes("watch")), 5_000, "watch");
+    h.server.apply(pod("p2"));
+    await waitFor(() => Promise.resolve(h.names().includes("p2")), 5_000, "p2");
+    h.server.bookmark();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    h.server.dropWatches();
+    await waitFor(
+      () => Promise.resolve(verbs(h.server).filter((verb) => verb === "watch").length === 2),
+      5_000,
+      "re-watch",
+    );
+    const [first, second] = h.server.requests.filter((request) => request.startsWith("watch"));
+    const version = (request: string) => Number(/resourceVersion=(\d+)/.exec(request)![1]);
+    assert.equal(
+      version(second!),
+      version(first!) + 2,
+      `resumed after the event and the bookmark: ${h.server.requests.join(" | ")}`,
+    );
+    assert.equal(verbs(h.server).filter((verb) => verb === "list").length, 1);
+    h.server.apply(pod("p3"));
+    await waitFor(() => Promise.resolve(h.names().includes("p3")), 5_000, "events after resume");
+    assert.equal(h.failures.length, 1, "the drop is counted once");
+  },
+});
+
+Deno.test({
+  name: "watcher: 410 as an ERROR event and as an HTTP status both lead to a fresh list",
+  ignore: !requires("watcher: 410", NEEDS),
+  async fn() {
+    await using h = await harness([pod("p1")]);
+    h.watcher.start();
+    await waitFor(() => Promise.resolve(verbs(h.server).includes("watch")), 5_000, "watch");
+    h.server.expireWatches();
+    await waitFor(
+      () => Promise.resolve(verbs(h.server).filter((verb) => verb === "list").length === 2),
+      5_000,
+      "relist after ERROR 410",
+    );
+    await waitFor(
+      () => Promise.resolve(verbs(h.server).filter((verb) => verb === "watch").length === 2),
+      5_000,
+      "watch again",
+    );
+
+    h.server.apply(pod("p2"));
+    await waitFor(() => Promise.resolve(h.names().includes("p2")), 5_000, "p2");
+    h.server.dropWatches();
+    h.server.remove("p1"); // happens while the watcher is cut off…
+    h.server.forgetHistory(); // …and falls out of the server's history
+    await waitFor(
+      () => Promise.resolve(verbs(h.server).filter((verb) => verb === "list").length === 3),
+      5_000,
+      "relist after HTTP 410",
+    );
+    await waitFor(
+      () => Promise.resolve(!h.names().includes("p1")),
+      5_000,
+      "the relist shows the deletion",
+    );
+    assert.deepEqual(h.names(), ["p2"]);
+  },
+});
+
+Deno.test({
+  name: "watcher: an outage (503) keeps the last pods, is counted, and is caught up on",
+  ignore: !requires("watcher: outage", NEEDS),
+  async fn() {
+    await using h = await harness([pod("p1"), pod("p2")]);
+    h.watcher.start();
+    await waitFor(() => Promise.resolve(verbs(h.server).includes("watch")), 5_000, "watch");
+    h.server.failWith = 503;
+    h.server.dropWatches();
+    await waitFor(
+      () => Promise.resolve(h.failures.length >= 4),
+      5_000,
+      "failures during the outage",
+    );
+    assert.ok(h.failures.some((failure) => failure.includes("503")), h.failures.join("\n"));
+    assert.deepEqual(h.names(), ["p1", "p2"], "last known pods kept");
+    h.server.apply(pod("p3"));
+    h.server.failWith = undefined;
+    await waitFor(() => Promise.resolve(h.names().includes("p3")), 5_000, "caught up");
+  },
+});
+
+Deno.test({
+  name: "watcher: a silent stream is cut after the server's timeout and resumed",
+  ignore: !requires("watcher: silent stream", NEEDS),
+  async fn() {
+    await using h = await harness([pod("p1")], { watchTimeoutSeconds: 1, silenceSlackMs: 300 });
+    h.server.silentWatches = true;
+    h.watcher.start();
+    await waitFor(
+      () => Promise.resolve(h.failures.some((failure) => failure.includes("silent"))),
+      5_000,
+      "silence detected",
+    );
+    h.server.silentWatches = false;
+    h.server.apply(pod("p2"));
+    await waitFor(
+      () => Promise.resolve(h.names().includes("p2")),
+      5_000,
+      "events after the silent stream",
+    );
+    assert.equal(
+      verbs(h.server).filter((verb) => verb === "list").length,
+      1,
+      "resumed, not relisted",
+    );
+  },
+});
+
+Deno.test({
+  name: "watcher: a wrong token is a counted failure, not a crash",
+  ignore: !requires("watcher: 401", NEEDS),
+  async fn() {
+    await using server = await startApiServer();
+    const kubeconfig = await server.writeKubeconfig("monitoring");
+    await Deno.writeTextFile(
+      kubeconfig,
+      (await Deno.readTextFile(kubeconfig)).replace(server.token, "wrong"),
+    );
+    const failures: string[] = [];
+    const client = createApiClient(loadClusterConfig(kubeconfig, () => undefined)!);
+    const watcher = new PodWatcher(
+      {
+        client,
+        namespace: "monitoring",
+        labelSelector: "",
+        backoffInitialMs: 20,
+        backoffMaxMs: 50,
+      },
+      {
+        onPods: () => {},
+        onFailure: (error) => failures.push(error.message),
+        onRequest: () => {},
+        onSynced: () => {},
+      },
+    );
+    watcher.start();
+    await waitFor(() => Promise.resolve(failures.length >= 2), 5_000, "failures");
+    await watcher.stop();
+    client.close();
+    assert.match(failures[0]!, /Cannot list pods: API server answered 401/);
+    assert.equal(watcher.synced, false);
+  },
+});
