@@ -23,7 +23,7 @@ function stopSignal(): AbortSignal {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
-  const invocation = parseCommandLine(argv, {
+  const invocation = await parseCommandLine(argv, {
     output: { writeOut, writeErr },
     env: (name) => Deno.env.get(name),
   });

@@ -88,7 +88,10 @@ function commonFlags(): Option[] {
   ];
 }
 
-function settingsOf(command: Command, env: (name: string) => string | undefined): CommonSettings {
+async function settingsOf(
+  command: Command,
+  env: (name: string) => string | undefined,
+): Promise<CommonSettings> {
   const values = new Map<string, unknown>();
   const flags: Array<readonly [string, string]> = [];
   for (const option of command.options) {
@@ -118,7 +121,7 @@ function settingsOf(command: Command, env: (name: string) => string | undefined)
     collectors,
     flags,
     values,
-    discovery: networkOn ? configureDiscovery(values, env) : undefined,
+    discovery: networkOn ? await configureDiscovery(values, env) : undefined,
   };
 }
 
@@ -136,10 +139,10 @@ function displayValue(value: unknown): string {
  * back as `{ command: "exit" }` after their text is written: 0 for help, 2 for
  * bad input, with one line naming the flag and the value.
  */
-export function parseCommandLine(
+export async function parseCommandLine(
   argv: readonly string[],
   options: { output: CliOutput; env: (name: string) => string | undefined },
-): Invocation {
+): Promise<Invocation> {
   const { output, env } = options;
   let invocation: Invocation | undefined;
   const program = new Command("net-exporter")
@@ -176,10 +179,10 @@ export function parseCommandLine(
         parsePath,
       ),
     )
-    .action((_options, command: Command) => {
+    .action(async (_options, command: Command) => {
       invocation = {
         command: "serve",
-        settings: settingsOf(command, env),
+        settings: await settingsOf(command, env),
         listen: command.getOptionValue("web.listenAddress") as HostPort,
         telemetryPath: command.getOptionValue("web.telemetryPath") as string,
       };
@@ -191,10 +194,10 @@ export function parseCommandLine(
     ),
   )
     .addOption(choiceFlag("output", "Result format", "table", ["table", "json"] as const))
-    .action((_options, command: Command) => {
+    .action(async (_options, command: Command) => {
       invocation = {
         command: "check",
-        settings: settingsOf(command, env),
+        settings: await settingsOf(command, env),
         output: command.getOptionValue("output") as "table" | "json",
       };
     });
@@ -204,7 +207,7 @@ export function parseCommandLine(
   });
 
   try {
-    program.parse(argv as string[], { from: "user" });
+    await program.parseAsync(argv as string[], { from: "user" });
   } catch (error) {
     if (error instanceof CommanderError) {
       // Commander has already written the message (or the help).

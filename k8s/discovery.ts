@@ -104,11 +104,11 @@ export function discoveryFlags(): Option[] {
  * (or auto without a configuration, which is logged by the caller).
  * @throws {FlagError} when it is on but cannot work.
  */
-export function configureDiscovery(
+export async function configureDiscovery(
   values: FlagValues,
   env: (name: string) => string | undefined,
   readFile: (path: string) => string | undefined = readFileOrUndefined,
-): DiscoverySettings | undefined {
+): Promise<DiscoverySettings | undefined> {
   const mode = values.get("k8s.discovery") as typeof DISCOVERY_MODES[number];
   if (mode === "off") return undefined;
   const peerPort = values.get("network.port") as number;
@@ -118,7 +118,7 @@ export function configureDiscovery(
   const kubeconfig = (values.get("k8s.kubeconfig") as string) || env("KUBECONFIG") || undefined;
   let cluster: ClusterConfig | undefined;
   try {
-    cluster = loadClusterConfig(kubeconfig, env);
+    cluster = await loadClusterConfig(kubeconfig, env);
   } catch (error) {
     throw new FlagError((error as Error).message);
   }

@@ -4,13 +4,13 @@ import { parseHostPort } from "../exporter/address.ts";
 import { assert } from "./helpers/assert.ts";
 import { CHILD_ENV } from "./helpers/requirements.ts";
 
-function parse(argv: string[], env: Record<string, string> = {}) {
+async function parse(argv: string[], env: Record<string, string> = {}) {
   const out: string[] = [];
   const err: string[] = [];
   const saved = Object.keys(env).map((name) => [name, Deno.env.get(name)] as const);
   for (const [name, value] of Object.entries(env)) Deno.env.set(name, value);
   try {
-    const invocation = parseCommandLine(argv, {
+    const invocation = await parseCommandLine(argv, {
       output: { writeOut: (text) => out.push(text), writeErr: (text) => err.push(text) },
       env: (name) => Deno.env.get(name),
     });
@@ -27,8 +27,8 @@ function values(invocation: Invocation): ReadonlyMap<string, unknown> {
   return invocation.settings.values;
 }
 
-Deno.test("cli: defaults of serve", () => {
-  const { invocation } = parse([]);
+Deno.test("cli: defaults of serve", async () => {
+  const { invocation } = await parse([]);
   assert.equal(invocation.command, "serve");
   assert.ok(invocation.command === "serve");
   assert.deepEqual(invocation.listen, { hostname: "::", port: 8000 });
@@ -49,8 +49,8 @@ Deno.test("cli: defaults of serve", () => {
   ]);
 });
 
-Deno.test("cli: flags, the environment, and a flag beating the environment", () => {
-  const { invocation } = parse(
+Deno.test("cli: flags, the environment, and a flag beating the environment", async () => {
+  const { invocation } = await parse(
     [
       "serve",
       "--dns.servers=127.0.0.1:5353,[::1]",
@@ -81,16 +81,16 @@ Deno.test("cli: flags, the environment, and a flag beating the environment", () 
   assert.deepEqual(invocation.settings.collectors.map((collector) => collector.name), ["network"]);
 });
 
-Deno.test("cli: switches from the environment take true/false", () => {
-  const off = parse([], { NET_EXPORTER_COLLECTOR_DNS: "false" }).invocation;
+Deno.test("cli: switches from the environment take true/false", async () => {
+  const off = (await parse([], { NET_EXPORTER_COLLECTOR_DNS: "false" })).invocation;
   assert.ok(off.command === "serve");
   assert.deepEqual(off.settings.collectors.map((collector) => collector.name), ["network"]);
-  const on = parse(["--collector.dns"], { NET_EXPORTER_COLLECTOR_DNS: "false" }).invocation;
+  const on = (await parse(["--collector.dns"], { NET_EXPORTER_COLLECTOR_DNS: "false" })).invocation;
   assert.ok(on.command === "serve");
   assert.deepEqual(on.settings.collectors.map((collector) => collector.name), ["dns", "network"]);
 });
 
-Deno.test("cli: bad input is one line naming the flag and the value, exit 2", () => {
+Deno.test("cli: bad input is one line naming the flag and the value, exit 2", async () => {
   const cases: Array<[string[], Record<string, string>, RegExp]> = [
     [["--bogus"], {}, /unknown option '--bogus'/],
     [["--dns.interval=soon"], {}, /--dns\.interval.*'soon'.*Cannot parse duration/],
@@ -109,7 +109,7 @@ Deno.test("cli: bad input is one line naming the flag and the value, exit 2", ()
     [[], { NET_EXPORTER_COLLECTOR_NETWORK: "maybe" }, /NET_EXPORTER_COLLECTOR_NETWORK/],
   ];
   for (const [argv, env, message] of cases) {
-    const { invocation, err, out } = parse(argv, env);
+    const { invocation, err, out } = await parse(argv, env);
     assert.deepEqual(invocation, { command: "exit", code: 2 }, argv.join(" "));
     assert.match(err, message);
     assert.equal(err.trimEnd().split("\n").length, 1, `one line for ${argv.join(" ")}: ${err}`);
@@ -117,20 +117,20 @@ Deno.test("cli: bad input is one line naming the flag and the value, exit 2", ()
   }
 });
 
-Deno.test("cli: help exits 0; version and check are commands", () => {
-  const help = parse(["--help"]);
+Deno.test("cli: help exits 0; version and check are commands", async () => {
+  const help = await parse(["--help"]);
   assert.deepEqual(help.invocation, { command: "exit", code: 0 });
   assert.match(help.out, /serve/);
-  const serveHelp = parse(["serve", "--help"]);
+  const serveHelp = await parse(["serve", "--help"]);
   assert.match(serveHelp.out, /--dns\.hosts/);
   assert.match(serveHelp.out, /NET_EXPORTER_DNS_HOSTS/);
-  assert.deepEqual(parse(["version"]).invocation, { command: "version" });
-  const check = parse(["check", "--output=json", "--dns.servers=127.0.0.1:53"]).invocation;
+  assert.deepEqual((await parse(["version"])).invocation, { command: "version" });
+  const check = (await parse(["check", "--output=json", "--dns.servers=127.0.0.1:53"])).invocation;
   assert.ok(check.command === "check");
   assert.equal(check.output, "json");
 });
 
-Deno.test("cli: durations and addresses", () => {
+Deno.test("cli: durations and addresses", async () => {
   assert.equal(parseDuration("500ms"), 500);
   assert.equal(parseDuration("1m30s"), 90_000);
   assert.equal(parseDuration("1.5s"), 1_500);

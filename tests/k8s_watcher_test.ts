@@ -3,6 +3,7 @@
  * token: sync, events, bookmarks, 410s, drops, outages and silent streams.
  */
 
+import FakeTimers from "@sinonjs/fake-timers";
 import { createApiClient, loadClusterConfig } from "../k8s/client.ts";
 import type { PodRecord } from "../k8s/pods.ts";
 import { PodWatcher } from "../k8s/watcher.ts";
@@ -28,7 +29,7 @@ async function harness(
   const server = await startApiServer();
   for (const spec of initial) server.apply(spec);
   const kubeconfig = await server.writeKubeconfig("monitoring");
-  const config = loadClusterConfig(kubeconfig, () => undefined)!;
+  const config = (await loadClusterConfig(kubeconfig, () => undefined))!;
   let latest: ReadonlyMap<string, PodRecord> = new Map();
   const failures: string[] = [];
   const client = createApiClient(config);
@@ -245,7 +246,7 @@ Deno.test({
       (await Deno.readTextFile(kubeconfig)).replace(server.token, "wrong"),
     );
     const failures: string[] = [];
-    const client = createApiClient(loadClusterConfig(kubeconfig, () => undefined)!);
+    const client = createApiClient((await loadClusterConfig(kubeconfig, () => undefined))!);
     const watcher = new PodWatcher(
       {
         client,
@@ -268,4 +269,76 @@ Deno.test({
     assert.match(failures[0]!, /Cannot list pods: API server answered 401/);
     assert.equal(watcher.synced, false);
   },
+});
+
+Deno.test({
+  name:
+    "in-cluster configuration: service-account token and CA; the token is re-read as it rotates",
+  ignore: !requires("in-cluster configuration", NEEDS),
+  async fn() {
+    await using server = await startApiServer();
+    server.apply(pod("p1"));
+    const dir = await Deno.makeTempDir({ prefix: "serviceaccount-" });
+    const clock = FakeTimers.install({ toFake: ["Date"], now: Date.now() });
+    try {
+      await Deno.writeTextFile(`${dir}/token`, "stale-token");
+      await Deno.writeTextFile(`${dir}/ca.crt`, server.caPem);
+      const port = new URL(server.url).port;
+      const env = (name: string) =>
+        ({ KUBERNETES_SERVICE_HOST: "127.0.0.1", KUBERNETES_SERVICE_PORT: port })[name];
+      assert.equal(
+        await loadClusterConfig(undefined, () => undefined, dir),
+        undefined,
+        "no host: not in a cluster",
+      );
+      const config = (await loadClusterConfig(undefined, env, dir))!;
+      assert.equal(config.source, "in-cluster");
+      assert.equal(config.server, `https://127.0.0.1:${port}`);
+      const client = createApiClient(config);
+      try {
+        const list = () =>
+          client.get("/api/v1/namespaces/monitoring/pods", AbortSignal.timeout(5_000));
+        const denied = await list();
+        await denied.body?.cancel();
+        assert.equal(denied.status, 401, "the stale token is refused");
+        await Deno.writeTextFile(`${dir}/token`, server.token); // the kubelet rotates the token
+        clock.tick(61_000);
+        const allowed = await list();
+        assert.equal(allowed.status, 200);
+        assert.equal((await allowed.json()).items.length, 1);
+      } finally {
+        client.close();
+      }
+    } finally {
+      clock.uninstall();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("kubeconfig: unsupported settings are refused with the reason", async () => {
+  const path = await Deno.makeTempFile({ suffix: ".kubeconfig" });
+  try {
+    await Deno.writeTextFile(
+      path,
+      `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u, namespace: ns}}]
+current-context: x
+`,
+    );
+    await assert.rejects(
+      loadClusterConfig(path, () => undefined),
+      /insecure-skip-tls-verify is not supported/,
+    );
+    await Deno.writeTextFile(path, "clusters: [");
+    await assert.rejects(
+      loadClusterConfig(path, () => undefined),
+      /Cannot use kubeconfig: current value is/,
+    );
+  } finally {
+    await Deno.remove(path);
+  }
 });

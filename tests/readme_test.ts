@@ -4,6 +4,7 @@ import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "../exporter/cli.ts";
 import { createExporterMetrics } from "../exporter/metrics.ts";
 import { COLLECTORS } from "../collectors/mod.ts";
+import { createDiscoveryMetrics } from "../k8s/discovery.ts";
 import { assert } from "./helpers/assert.ts";
 
 const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
@@ -14,21 +15,24 @@ function section(name: string): string {
   return match[1]!;
 }
 
-function helpFlags(argv: string[]): Set<string> {
+async function helpFlags(argv: string[]): Promise<Set<string>> {
   let text = "";
-  parseCommandLine(argv, {
+  await parseCommandLine(argv, {
     output: { writeOut: (out) => (text += out), writeErr: () => {} },
     env: () => undefined,
   });
   return new Set([...text.matchAll(/--(?!no-|help)([a-z][a-z0-9.-]*)/g)].map((match) => match[1]!));
 }
 
-Deno.test("readme: the flags table lists exactly the flags of serve and check", () => {
+Deno.test("readme: the flags table lists exactly the flags of serve and check", async () => {
   const documented = new Set(
     section("flags").split("\n").filter((line) => line.startsWith("| `--"))
       .map((line) => /^\| `--([a-z0-9.-]+)`/.exec(line)![1]!),
   );
-  const actual = new Set([...helpFlags(["serve", "--help"]), ...helpFlags(["check", "--help"])]);
+  const actual = new Set([
+    ...await helpFlags(["serve", "--help"]),
+    ...await helpFlags(["check", "--help"]),
+  ]);
   assert.deepEqual([...documented].sort(), [...actual].sort());
 });
 
@@ -38,7 +42,7 @@ Deno.test("readme: the metrics table lists exactly the metrics the exporter serv
   const metrics = createExporterMetrics();
   // Build every collector to register its metrics.
   let text = "";
-  const invocation = parseCommandLine(["check", "--dns.servers=127.0.0.1"], {
+  const invocation = await parseCommandLine(["check", "--dns.servers=127.0.0.1"], {
     output: { writeOut: (out) => (text += out), writeErr: (out) => (text += out) },
     env: () => undefined,
   });
@@ -48,6 +52,7 @@ Deno.test("readme: the metrics table lists exactly the metrics the exporter serv
     await built.stop();
   }
   assert.equal(invocation.settings.collectors.length, COLLECTORS.length);
+  createDiscoveryMetrics(metrics);
   const served = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
   assert.deepEqual([...documented].sort(), [...served].sort());
 });
