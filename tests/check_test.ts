@@ -1,6 +1,6 @@
 import { assert } from "./helpers/assert.ts";
 import { startDnsServer } from "./helpers/dns_server.ts";
-import { RUN_PERMISSIONS } from "./helpers/exporter_process.ts";
+import { START_FLAGS } from "./helpers/exporter_process.ts";
 import { CHILD_ENV } from "./helpers/requirements.ts";
 import { closedPort, startListener } from "./helpers/tcp.ts";
 
@@ -8,7 +8,7 @@ async function runCheck(args: string[]) {
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      ...RUN_PERMISSIONS,
+      ...START_FLAGS,
       new URL("../main.ts", import.meta.url).pathname,
       "check",
       ...args,

@@ -2,6 +2,7 @@ import { type Invocation, parseCommandLine } from "../exporter/cli.ts";
 import { parseDuration } from "../exporter/duration.ts";
 import { parseHostPort } from "../exporter/address.ts";
 import { assert } from "./helpers/assert.ts";
+import { START_FLAGS } from "./helpers/exporter_process.ts";
 import { CHILD_ENV } from "./helpers/requirements.ts";
 
 async function parse(argv: string[], env: Record<string, string> = {}) {
@@ -152,9 +153,7 @@ Deno.test("cli: the real program exits 2 with one line and no stack trace on bad
   const output = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
+      ...START_FLAGS,
       new URL("../main.ts", import.meta.url).pathname,
       "--dns.interval=soon",
     ],

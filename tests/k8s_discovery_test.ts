@@ -5,7 +5,7 @@
 
 import { type PodSpec, startApiServer } from "./helpers/api_server.ts";
 import { assert } from "./helpers/assert.ts";
-import { get, RUN_PERMISSIONS, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import { get, START_FLAGS, startExporter, waitFor } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
 import { CHILD_ENV, requires } from "./helpers/requirements.ts";
 import { startListener, type TestListener } from "./helpers/tcp.ts";
@@ -211,7 +211,7 @@ Deno.test({
     const output = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        ...RUN_PERMISSIONS,
+        ...START_FLAGS,
         new URL("../main.ts", import.meta.url).pathname,
         "check",
         "--no-collector.dns",

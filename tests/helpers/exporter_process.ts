@@ -4,6 +4,7 @@
  * @module
  */
 
+import denoJson from "../../deno.json" with { type: "json" };
 import { CHILD_ENV } from "./requirements.ts";
 
 /** A running exporter process. */
@@ -19,15 +20,25 @@ export interface ExporterProcess extends AsyncDisposable {
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
-/** The permission flags the exporter runs with (`deno task start`). */
-export const RUN_PERMISSIONS = ["--allow-net", "--allow-env", "--allow-read"];
+/**
+ * The flags `deno task start` runs the exporter with (permissions, V8 flags),
+ * read from deno.json so tests run exactly what users start.
+ */
+export const START_FLAGS: string[] = (() => {
+  const start = (denoJson.tasks as Record<string, string>).start!;
+  const match = /deno run (.*) main\.ts/.exec(start);
+  if (!match) {
+    throw new Error(`Cannot read the start task: current value is ${JSON.stringify(start)}`);
+  }
+  return match[1]!.split(" ");
+})();
 
 /** Starts `main.ts serve` with `args` on 127.0.0.1 and a free port; resolves once it listens. */
 export async function startExporter(
   args: string[],
   options: { env?: Record<string, string>; command?: string[] } = {},
 ): Promise<ExporterProcess> {
-  const command = options.command ?? [Deno.execPath(), "run", ...RUN_PERMISSIONS, MAIN];
+  const command = options.command ?? [Deno.execPath(), "run", ...START_FLAGS, MAIN];
   const child = new Deno.Command(command[0]!, {
     args: [...command.slice(1), "serve", "--web.listen-address=127.0.0.1:0", ...args],
     env: { ...CHILD_ENV, ...options.env },
