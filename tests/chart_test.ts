@@ -1,0 +1,398 @@
+/**
+ * The Helm chart, rendered by the real `helm` and read as YAML (not grepped).
+ *
+ * What cannot be checked here: server-side validation against a real API
+ * server (admission, CRD schemas of ServiceMonitor and PrometheusRule, RBAC
+ * evaluation) — no API server runs on these machines. `helm lint`, the
+ * chart's values schema, and the assertions below are what is checked.
+ */
+
+import { parseAllDocuments } from "yaml";
+import { assert } from "./helpers/assert.ts";
+import { requires } from "./helpers/requirements.ts";
+
+const CHART = new URL("../chart", import.meta.url).pathname;
+// helm built with `go install` reports Kubernetes v1.20 as the cluster's version; the chart needs 1.23+.
+const KUBE_VERSION = "1.30.0";
+
+interface Manifest {
+  kind: string;
+  apiVersion: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  // deno-lint-ignore no-explicit-any
+  spec?: any;
+  // deno-lint-ignore no-explicit-any
+  [key: string]: any;
+}
+
+async function helm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command("helm", { args, stdout: "piped", stderr: "piped" })
+    .output();
+  return {
+    code: output.code,
+    stdout: new TextDecoder().decode(output.stdout),
+    stderr: new TextDecoder().decode(output.stderr),
+  };
+}
+
+async function render(...setArgs: string[]): Promise<Manifest[]> {
+  const { code, stdout, stderr } = await helm([
+    "template",
+    "net",
+    CHART,
+    "--namespace",
+    "monitoring",
+    "--kube-version",
+    KUBE_VERSION,
+    ...setArgs,
+  ]);
+  assert.equal(code, 0, stderr);
+  return parseAllDocuments(stdout).map((document) => document.toJS() as Manifest).filter(Boolean);
+}
+
+function only(manifests: Manifest[], kind: string): Manifest {
+  const found = manifests.filter((manifest) => manifest.kind === kind);
+  assert.equal(found.length, 1, `one ${kind}, found ${found.length}`);
+  return found[0]!;
+}
+
+const HELM = { commands: ["helm"] };
+
+Deno.test({
+  name: "chart: helm lint passes",
+  ignore: !requires("chart: helm lint", HELM),
+  async fn() {
+    const { code, stdout, stderr } = await helm([
+      "lint",
+      CHART,
+      "--strict",
+      "--kube-version",
+      KUBE_VERSION,
+    ]);
+    assert.equal(code, 0, stdout + stderr);
+  },
+});
+
+Deno.test({
+  name: "chart: default values render a hardened DaemonSet on every node and a pods-only Role",
+  ignore: !requires("chart: defaults", HELM),
+  async fn() {
+    const manifests = await render();
+    assert.deepEqual(manifests.map((manifest) => manifest.kind).sort(), [
+      "DaemonSet",
+      "Role",
+      "RoleBinding",
+      "ServiceAccount",
+    ]);
+    const daemonSet = only(manifests, "DaemonSet");
+    const pod = daemonSet.spec.template.spec;
+    assert.deepEqual(pod.tolerations, [{ operator: "Exists" }], "tolerates every taint");
+    assert.equal(pod.priorityClassName, "system-node-critical");
+    assert.equal(daemonSet.spec.updateStrategy.type, "RollingUpdate");
+    assert.equal(daemonSet.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
+    assert.ok(
+      pod.terminationGracePeriodSeconds >= 10,
+      "covers the 2 s linger and in-flight probes",
+    );
+    assert.equal(pod.hostNetwork, false);
+    assert.equal(pod.serviceAccountName, "net-net-exporter");
+    assert.deepEqual(pod.securityContext, {
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    const container = pod.containers[0];
+    assert.deepEqual(container.securityContext, {
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    assert.deepEqual(container.ports, [{ name: "metrics", containerPort: 8000, protocol: "TCP" }]);
+    assert.equal(container.livenessProbe.httpGet.path, "/healthz");
+    assert.equal(container.readinessProbe.httpGet.path, "/readyz");
+    assert.equal(
+      container.resources.limits.cpu,
+      undefined,
+      "no CPU limit: throttling distorts latency",
+    );
+    assert.ok(container.resources.requests.memory);
+    const env = Object.fromEntries(
+      container.env.map((
+        variable: { name: string; valueFrom: { fieldRef: { fieldPath: string } } },
+      ) => [
+        variable.name,
+        variable.valueFrom.fieldRef.fieldPath,
+      ]),
+    );
+    assert.deepEqual(env, {
+      POD_NAME: "metadata.name",
+      POD_NAMESPACE: "metadata.namespace",
+      POD_IP: "status.podIP",
+      NODE_NAME: "spec.nodeName",
+    });
+    assert.ok(
+      container.args.includes(
+        "--k8s.label-selector=app.kubernetes.io/name=net-exporter,app.kubernetes.io/instance=net",
+      ),
+    );
+    assert.ok(container.args.includes("--network.max-peers=10"));
+    assert.ok(container.args.includes("--web.listen-address=:8000"));
+
+    const role = only(manifests, "Role");
+    assert.equal(role.metadata.namespace, "monitoring");
+    assert.deepEqual(role.rules, [{
+      apiGroups: [""],
+      resources: ["pods"],
+      verbs: ["get", "list", "watch"],
+    }]);
+    const binding = only(manifests, "RoleBinding");
+    assert.deepEqual(binding.roleRef, {
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "Role",
+      name: role.metadata.name,
+    });
+    assert.ok(
+      !manifests.some((manifest) => manifest.kind.startsWith("Cluster")),
+      "nothing cluster-wide",
+    );
+  },
+});
+
+Deno.test({
+  name: "chart: every value reaches its flag",
+  ignore: !requires("chart: values to flags", HELM),
+  async fn() {
+    const manifests = await render(
+      "--set",
+      "port=9100",
+      "--set",
+      "collectors.dns=false",
+      "--set-json",
+      'dns.hosts=["a.example.","b.example."]',
+      "--set-json",
+      'dns.servers=["10.96.0.10","[fd00::10]:53"]',
+      "--set-json",
+      'dns.recordTypes=["A","AAAA"]',
+      "--set-json",
+      'dns.protocols=["udp","tcp"]',
+      "--set",
+      "dns.interval=30s",
+      "--set",
+      "dns.timeout=1s",
+      "--set",
+      "dns.concurrency=4",
+      "--set-json",
+      "dns.buckets=[0.001,0.01,0.1]",
+      "--set-json",
+      'network.targets=["10.0.0.5:80"]',
+      "--set",
+      "network.interval=20s",
+      "--set",
+      "network.timeout=3s",
+      "--set",
+      "network.concurrency=50",
+      "--set",
+      "network.maxPeers=0",
+      "--set-json",
+      "network.buckets=[0.001,0.1,1]",
+      "--set",
+      "discovery.mode=auto",
+      "--set",
+      "log.level=debug",
+      "--set",
+      "log.format=text",
+      "--set-json",
+      'extraArgs=["--web.telemetry-path=/m"]',
+      "--set",
+      "hostNetwork=true",
+      "--set",
+      "updateStrategy.maxUnavailable=25%",
+    );
+    const pod = only(manifests, "DaemonSet").spec.template.spec;
+    const args: string[] = pod.containers[0].args;
+    for (
+      const flag of [
+        "--web.listen-address=:9100",
+        "--network.port=9100",
+        "--no-collector.dns",
+        "--collector.network",
+        "--dns.hosts=a.example.,b.example.",
+        "--dns.servers=10.96.0.10,[fd00::10]:53",
+        "--dns.record-types=A,AAAA",
+        "--dns.protocols=udp,tcp",
+        "--dns.interval=30s",
+        "--dns.timeout=1s",
+        "--dns.concurrency=4",
+        "--dns.buckets=0.001,0.01,0.1",
+        "--network.targets=10.0.0.5:80",
+        "--network.interval=20s",
+        "--network.timeout=3s",
+        "--network.concurrency=50",
+        "--network.max-peers=0",
+        "--network.buckets=0.001,0.1,1",
+        "--k8s.discovery=auto",
+        "--log.level=debug",
+        "--log.format=text",
+        "--web.telemetry-path=/m",
+      ]
+    ) {
+      assert.ok(args.includes(flag), `${flag} in ${args.join(" ")}`);
+    }
+    assert.equal(pod.hostNetwork, true);
+    assert.equal(pod.dnsPolicy, "ClusterFirstWithHostNet");
+    assert.equal(pod.containers[0].ports[0].containerPort, 9100);
+  },
+});
+
+Deno.test({
+  name: "chart: discovery off drops the Role",
+  ignore: !requires("chart: discovery off", HELM),
+  async fn() {
+    const manifests = await render("--set", "discovery.mode=off");
+    assert.ok(
+      !manifests.some((manifest) => manifest.kind === "Role" || manifest.kind === "RoleBinding"),
+    );
+  },
+});
+
+Deno.test({
+  name: "chart: monitoring objects and the network policy, each switched on by its value",
+  ignore: !requires("chart: monitoring objects", HELM),
+  async fn() {
+    const manifests = await render(
+      "--set",
+      "serviceMonitor.enabled=true",
+      "--set",
+      "prometheusRule.enabled=true",
+      "--set",
+      "dashboard.enabled=true",
+      "--set",
+      "networkPolicy.enabled=true",
+      "--set",
+      "serviceMonitor.labels.release=kube-prometheus",
+    );
+    const monitor = only(manifests, "ServiceMonitor");
+    assert.equal(monitor.metadata.labels!.release, "kube-prometheus");
+    assert.deepEqual(monitor.spec.endpoints[0].relabelings, [
+      { sourceLabels: ["__meta_kubernetes_pod_node_name"], targetLabel: "node" },
+    ]);
+    assert.equal(only(manifests, "Service").spec.clusterIP, "None");
+    const rule = only(manifests, "PrometheusRule");
+    const alerts = rule.spec.groups[0].rules.filter((entry: { alert?: string }) => entry.alert)
+      .map((entry: { alert: string; annotations: { runbook?: string } }) => {
+        assert.ok(entry.annotations.runbook, `${entry.alert} has a runbook line`);
+        return entry.alert;
+      });
+    assert.deepEqual(alerts, [
+      "NetExporterTargetUnreachable",
+      "NetExporterObserverFailing",
+      "NetExporterHighNetworkLatency",
+      "NetExporterDNSErrors",
+      "NetExporterDown",
+      "NetExporterAbsent",
+      "NetExporterProbesDelayed",
+      "NetExporterDiscoveryStale",
+    ]);
+    const dashboard = only(manifests, "ConfigMap");
+    assert.equal(dashboard.metadata.labels!.grafana_dashboard, "1");
+    const json = JSON.parse(dashboard.data["net-exporter.json"]);
+    const panelTypes = json.panels.map((panel: { type: string; title: string }) =>
+      `${panel.type}: ${panel.title}`
+    );
+    assert.ok(panelTypes.some((title: string) => title.startsWith("heatmap")), "latency heatmap");
+    assert.ok(
+      json.panels.some((panel: { transformations?: Array<{ id: string }> }) =>
+        panel.transformations?.some((transformation) => transformation.id === "groupingToMatrix")
+      ),
+      "source × target matrix",
+    );
+    assert.ok(panelTypes.some((title: string) => /errors by reason/i.test(title)));
+    const policy = only(manifests, "NetworkPolicy");
+    assert.deepEqual(policy.spec.ingress[0].ports, [{ port: "metrics", protocol: "TCP" }]);
+    assert.equal(
+      policy.spec.ingress[0].from.length,
+      2,
+      "from the monitoring namespace and from peers",
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "chart: the schema rejects wrong types and unknown keys; the rule rejects a threshold no bucket can express",
+  ignore: !requires("chart: schema", HELM),
+  async fn() {
+    const cases: Array<[string[], RegExp]> = [
+      [["--set", "port=http"], /port: Invalid type. Expected: integer/],
+      [["--set", "bogus=1"], /Additional property bogus is not allowed/],
+      [["--set", "dns.bogus=1"], /Additional property bogus is not allowed/],
+      [["--set", "dns.interval=soon"], /dns\.interval: Does not match pattern/],
+      [["--set", "network.maxPeers=-1"], /network\.maxPeers: Must be greater than or equal to 0/],
+      [["--set", "discovery.mode=maybe"], /discovery\.mode/],
+      [
+        ["--set", "serviceMonitor.enabled=yes"],
+        /serviceMonitor\.enabled: Invalid type. Expected: boolean/,
+      ],
+      [[
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set-json",
+        "prometheusRule.latencyP95Seconds=0.3",
+      ], /not a bucket edge/],
+    ];
+    for (const [args, message] of cases) {
+      const { code, stderr } = await helm([
+        "template",
+        "net",
+        CHART,
+        "--kube-version",
+        KUBE_VERSION,
+        ...args,
+      ]);
+      assert.notEqual(code, 0, args.join(" "));
+      assert.match(stderr, message);
+    }
+  },
+});
+
+const RULES = "chart: the alert rules pass promtool check rules and their own promtool test rules";
+Deno.test({
+  name: RULES,
+  ignore: !requires(RULES, { commands: ["helm", "promtool"] }),
+  async fn() {
+    const rule = only(
+      await render("--namespace", "default", "--set", "prometheusRule.enabled=true"),
+      "PrometheusRule",
+    );
+    const dir = await Deno.makeTempDir({ prefix: "rules-" });
+    try {
+      await Deno.writeTextFile(`${dir}/rules.yaml`, JSON.stringify(rule.spec));
+      await Deno.copyFile(
+        new URL("./alerts/net-exporter.rules.test.yaml", import.meta.url).pathname,
+        `${dir}/net-exporter.rules.test.yaml`,
+      );
+      for (
+        const args of [["check", "rules", "rules.yaml"], [
+          "test",
+          "rules",
+          "net-exporter.rules.test.yaml",
+        ]]
+      ) {
+        const output = await new Deno.Command("promtool", {
+          args,
+          cwd: dir,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const report = new TextDecoder().decode(output.stdout) +
+          new TextDecoder().decode(output.stderr);
+        assert.ok(output.success, `promtool ${args.join(" ")}:\n${report}`);
+        assert.match(report, /SUCCESS/);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
