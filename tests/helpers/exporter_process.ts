@@ -76,9 +76,16 @@ export async function startExporter(
       try {
         child.kill("SIGTERM");
       } catch { /* already gone */ }
+      // A process that ignores SIGTERM is killed after 15 s; its exit code then says so (137).
+      const killer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone meanwhile */ }
+      }, 15_000);
       const status = await exited;
+      clearTimeout(killer);
       await pump;
-      return { code: status.code, ms: performance.now() - startedAt };
+      return { code: status.signal === "SIGKILL" ? 137 : status.code, ms: performance.now() - startedAt };
     })();
     return stopped;
   };
