@@ -5,6 +5,7 @@ import { parseCommandLine } from "../exporter/cli.ts";
 import { createExporterMetrics } from "../exporter/metrics.ts";
 import { COLLECTORS } from "../collectors/mod.ts";
 import { createDiscoveryMetrics } from "../k8s/discovery.ts";
+import { parse } from "yaml";
 import { assert } from "./helpers/assert.ts";
 
 const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
@@ -55,4 +56,28 @@ Deno.test("readme: the metrics table lists exactly the metrics the exporter serv
   createDiscoveryMetrics(metrics);
   const served = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
   assert.deepEqual([...documented].sort(), [...served].sort());
+});
+
+Deno.test("readme: the chart values table lists exactly the values the schema allows, with their defaults", async () => {
+  const schema = JSON.parse(
+    await Deno.readTextFile(new URL("../chart/values.schema.json", import.meta.url)),
+  );
+  const values = parse(await Deno.readTextFile(new URL("../chart/values.yaml", import.meta.url)));
+  // deno-lint-ignore no-explicit-any
+  const leaves = (node: any, prefix: string): string[] =>
+    Object.entries(node.properties ?? {}).flatMap(([key, child]) =>
+      // deno-lint-ignore no-explicit-any
+      (child as any).properties ? leaves(child, `${prefix}${key}.`) : [`${prefix}${key}`]
+    );
+  const rows = section("values").split("\n").filter((line) => line.startsWith("| `"))
+    .map((line) => /^\|\s*`([^`]+)`\s*\|\s*`([^`]*)`\s*\|/.exec(line)!);
+  assert.deepEqual(rows.map((row) => row[1]).sort(), leaves(schema, "").sort());
+  for (const [, path, documented] of rows) {
+    // deno-lint-ignore no-explicit-any
+    const actual = path!.split(".").reduce((node: any, key) => node[key], values);
+    const shown = typeof actual === "string"
+      ? (actual === "" ? '""' : actual)
+      : JSON.stringify(actual).replaceAll(",", ", ").replaceAll(":", ": ");
+    assert.equal(documented, shown, path!);
+  }
 });

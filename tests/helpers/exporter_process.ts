@@ -85,7 +85,10 @@ export async function startExporter(
       const status = await exited;
       clearTimeout(killer);
       await pump;
-      return { code: status.signal === "SIGKILL" ? 137 : status.code, ms: performance.now() - startedAt };
+      return {
+        code: status.signal === "SIGKILL" ? 137 : status.code,
+        ms: performance.now() - startedAt,
+      };
     })();
     return stopped;
   };
