@@ -130,6 +130,7 @@ Deno.test({
       POD_NAME: "metadata.name",
       POD_NAMESPACE: "metadata.namespace",
       POD_IP: "status.podIP",
+      POD_IPS: "status.podIPs",
       NODE_NAME: "spec.nodeName",
     });
     assert.ok(
