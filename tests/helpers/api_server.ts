@@ -64,8 +64,10 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   }
 }
 
-/** A CA and a server certificate for 127.0.0.1 signed by it, made with openssl. */
-async function makeCertificates(): Promise<{ caPem: string; cert: string; key: string }> {
+/** A CA and a server certificate for `hostname` (an IP) signed by it, made with openssl. */
+async function makeCertificates(
+  hostname: string,
+): Promise<{ caPem: string; cert: string; key: string }> {
   const dir = await Deno.makeTempDir({ prefix: "api-server-tls-" });
   try {
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -90,11 +92,11 @@ async function makeCertificates(): Promise<{ caPem: string; cert: string; key: s
       "-out",
       "server.csr",
       "-subj",
-      "/CN=127.0.0.1",
+      `/CN=${hostname}`,
     ], dir);
     await Deno.writeTextFile(
       `${dir}/ext.cnf`,
-      "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+      `subjectAltName=IP:${hostname}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n`,
     );
     await openssl([
       "x509",
@@ -161,9 +163,12 @@ function matches(labels: Record<string, string>, selector: string): boolean {
   });
 }
 
-/** Starts the server on 127.0.0.1 and a free port. */
-export async function startApiServer(options: { pageSize?: number } = {}): Promise<TestApiServer> {
-  const { caPem, cert, key } = await makeCertificates();
+/** Starts the server on `hostname` (default 127.0.0.1) and a free port. */
+export async function startApiServer(
+  options: { pageSize?: number; hostname?: string } = {},
+): Promise<TestApiServer> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const { caPem, cert, key } = await makeCertificates(hostname);
   const token = crypto.randomUUID();
   const pods = new Map<string, PodSpec>();
   let resourceVersion = 100;
@@ -343,7 +348,7 @@ export async function startApiServer(options: { pageSize?: number } = {}): Promi
     return new Response(body, { headers: { "content-type": "application/json" } });
   };
 
-  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, cert, key, onListen() {} }, handler);
-  (server as { url: string }).url = `https://127.0.0.1:${http.addr.port}`;
+  const http = Deno.serve({ hostname, port: 0, cert, key, onListen() {} }, handler);
+  (server as { url: string }).url = `https://${hostname}:${http.addr.port}`;
   return server;
 }

@@ -33,14 +33,24 @@ export const START_FLAGS: string[] = (() => {
   return match[1]!.split(" ");
 })();
 
-/** Starts `main.ts serve` with `args` on 127.0.0.1 and a free port; resolves once it listens. */
+/**
+ * Starts `main.ts serve` with `args` on `options.host` (default 127.0.0.1) and
+ * `options.port` (default: a free one); resolves once it listens.
+ * `options.command` replaces `deno run … main.ts` (e.g. to run it in a namespace).
+ */
 export async function startExporter(
   args: string[],
-  options: { env?: Record<string, string>; command?: string[] } = {},
+  options: { env?: Record<string, string>; command?: string[]; host?: string; port?: number } = {},
 ): Promise<ExporterProcess> {
+  const host = options.host ?? "127.0.0.1";
   const command = options.command ?? [Deno.execPath(), "run", ...START_FLAGS, MAIN];
   const child = new Deno.Command(command[0]!, {
-    args: [...command.slice(1), "serve", "--web.listen-address=127.0.0.1:0", ...args],
+    args: [
+      ...command.slice(1),
+      "serve",
+      `--web.listen-address=${host}:${options.port ?? 0}`,
+      ...args,
+    ],
     env: { ...CHILD_ENV, ...options.env },
     stdout: "null",
     stderr: "piped",
@@ -58,7 +68,7 @@ export async function startExporter(
       for (const line of lines) {
         logs.push(line);
         const match = /listening on \S+:(\d+)/.exec(line);
-        if (match) resolveAddress(`http://127.0.0.1:${match[1]}`);
+        if (match) resolveAddress(`http://${host}:${match[1]}`);
       }
     }
   })();

@@ -17,6 +17,12 @@ function hasCommand(name: string): boolean {
   }
 }
 
+/** Asked of `test -c`: Deno grants paths under /dev only with every permission. */
+function isCharacterDevice(path: string): boolean {
+  return new Deno.Command("test", { args: ["-c", path], stdout: "null", stderr: "null" })
+    .outputSync().success;
+}
+
 function isRoot(): boolean {
   const output = new Deno.Command("id", { args: ["-u"], stdout: "piped", stderr: "null" })
     .outputSync();
@@ -27,10 +33,14 @@ function isRoot(): boolean {
  * Returns true when every requirement is met; otherwise prints which is
  * missing and returns false (pass it as a test's `ignore`, negated).
  */
-export function requires(test: string, needs: { root?: boolean; commands?: string[] }): boolean {
+export function requires(
+  test: string,
+  needs: { root?: boolean; commands?: string[]; devices?: string[] },
+): boolean {
   const missing = [
     ...(needs.root && !isRoot() ? ["root"] : []),
     ...(needs.commands ?? []).filter((command) => !hasCommand(command)),
+    ...(needs.devices ?? []).filter((device) => !isCharacterDevice(device)),
   ];
   if (missing.length > 0) {
     console.warn(`NOTICE: skipping "${test}": needs ${missing.join(", ")}`);

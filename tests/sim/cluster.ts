@@ -1,0 +1,287 @@
+/**
+ * A cluster on one machine: N network namespaces as nodes, each with a TUN
+ * device on 198.18.0.0/15 (the range reserved for network benchmarks), joined
+ * by the userspace link emulator (linkemu.py) that delays and drops packets
+ * per link. The run's own control point — a TUN device "nesim…" in the root
+ * namespace at 198.18.1.1 — hosts the stand-in API server and the DNS server
+ * and scrapes the exporters. Every namespace, device and process is removed
+ * by `dispose`, also after a failure.
+ * @module
+ */
+
+import { startApiServer, type TestApiServer } from "../helpers/api_server.ts";
+import { startDnsServer, type TestDnsServer } from "../helpers/dns_server.ts";
+import { type ExporterProcess, START_FLAGS, startExporter } from "../helpers/exporter_process.ts";
+import { CHILD_ENV } from "../helpers/requirements.ts";
+
+/** The control point's address: API server, DNS server, scraper. */
+export const CONTROL_ADDRESS = "198.18.1.1";
+/** The port every exporter listens on, as in a DaemonSet. */
+export const EXPORTER_PORT = 8000;
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const LINKEMU = new URL("./linkemu.py", import.meta.url).pathname;
+const REFERENCE = new URL("./reference.py", import.meta.url).pathname;
+
+/** One simulated node. */
+export interface SimNode {
+  readonly index: number;
+  readonly name: string;
+  readonly netns: string;
+  /** The current pod's IP (a restarted pod gets a new one). */
+  address: string;
+  exporter: ExporterProcess | undefined;
+  podName: string;
+}
+
+/** Per-link impairment, one way. */
+export interface LinkSettings {
+  delay_ms?: number;
+  jitter_ms?: number;
+  loss?: number;
+}
+
+async function run(command: string, ...args: string[]): Promise<string> {
+  const output = await new Deno.Command(command, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    env: CHILD_ENV,
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new Error(`${command} ${args.join(" ")} failed: ${stderr}`);
+  return new TextDecoder().decode(output.stdout);
+}
+
+async function tryRun(command: string, ...args: string[]): Promise<void> {
+  await new Deno.Command(command, { args, stdout: "null", stderr: "null" }).output().catch(
+    () => {},
+  );
+}
+
+/** Exporter flags every node gets, beyond the discovery and DNS ones. */
+export interface SimOptions {
+  readonly nodes: number;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly maxPeers?: number;
+}
+
+/** A running simulated cluster. */
+export class SimCluster implements AsyncDisposable {
+  readonly nodes: SimNode[] = [];
+  readonly #id = `${Deno.pid % 100000}`;
+  readonly #control = `nesim${Deno.pid % 100000}`;
+  #emulator: Deno.ChildProcess | undefined;
+  #emulatorIn: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #emulatorOut: ReadableStreamDefaultReader<string> | undefined;
+  api!: TestApiServer;
+  dns!: TestDnsServer;
+  #kubeconfig = "";
+  readonly options: SimOptions;
+  #generation = 0;
+
+  private constructor(options: SimOptions) {
+    this.options = options;
+  }
+
+  /** Builds the namespaces, the emulator and the control point; starts no exporter. */
+  static async create(options: SimOptions): Promise<SimCluster> {
+    const cluster = new SimCluster(options);
+    try {
+      await cluster.#build();
+    } catch (error) {
+      await cluster[Symbol.asyncDispose]();
+      throw error;
+    }
+    return cluster;
+  }
+
+  async #build(): Promise<void> {
+    for (let index = 0; index < this.options.nodes; index++) {
+      const netns = `nesim${this.#id}-${index}`;
+      const node: SimNode = {
+        index,
+        name: `node-${index}`,
+        netns,
+        address: `198.18.0.${index + 1}`,
+        exporter: undefined,
+        podName: `net-exporter-${index}-0`,
+      };
+      this.nodes.push(node);
+      await run("ip", "netns", "add", netns);
+      await run("ip", "-n", netns, "link", "set", "lo", "up");
+      // A restarted pod's new address is a secondary one; removing the old primary must not take it along.
+      await run(
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.promote_secondaries=1",
+      );
+      await run("ip", "-n", netns, "tuntap", "add", "dev", "tun0", "mode", "tun");
+      await run("ip", "-n", netns, "addr", "add", `${node.address}/15`, "dev", "tun0");
+      await run("ip", "-n", netns, "link", "set", "tun0", "up");
+    }
+    await run("ip", "tuntap", "add", "dev", this.#control, "mode", "tun");
+    await run("ip", "addr", "add", `${CONTROL_ADDRESS}/15`, "dev", this.#control);
+    await run("ip", "link", "set", this.#control, "up");
+
+    this.#emulator = new Deno.Command("python3", {
+      args: [LINKEMU],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#emulatorIn = this.#emulator.stdin.getWriter();
+    this.#emulatorOut = this.#emulator.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const nodes = [
+      ...this.nodes.map((node) => ({ netns: node.netns, tun: "tun0", address: node.address })),
+      { netns: "", tun: this.#control, address: CONTROL_ADDRESS },
+    ];
+    await this.#command({ nodes });
+
+    this.api = await startApiServer({ hostname: CONTROL_ADDRESS });
+    this.dns = await startDnsServer({ hostname: CONTROL_ADDRESS });
+    this.#kubeconfig = await this.api.writeKubeconfig("monitoring");
+  }
+
+  async #command(command: unknown): Promise<void> {
+    await this.#emulatorIn!.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
+    let line = "";
+    while (!line.includes("\n")) {
+      const { value, done } = await this.#emulatorOut!.read();
+      if (done) throw new Error("Cannot drive the link emulator: it exited");
+      line += value;
+    }
+    if (!/^(ready|ok)/.test(line)) throw new Error(`Link emulator said: ${line}`);
+  }
+
+  /** Sets the impairment of the link from `src` to `dst` (one way). */
+  setLink(src: SimNode, dst: SimNode, settings: LinkSettings): Promise<void> {
+    return this.#command({ link: { src: src.address, dst: dst.address, ...settings } });
+  }
+
+  /** Sets both directions of every link between nodes (not the control point's). */
+  async setAllLinks(settings: LinkSettings): Promise<void> {
+    for (const src of this.nodes) {
+      for (const dst of this.nodes) if (src !== dst) await this.setLink(src, dst, settings);
+    }
+  }
+
+  /** Cuts (loss 1) or restores (`settings`) both directions of every link of `node`. */
+  async isolate(node: SimNode, settings: LinkSettings | "cut"): Promise<void> {
+    const link = settings === "cut" ? { loss: 1 } : settings;
+    for (const other of this.nodes) {
+      if (other === node) continue;
+      await this.setLink(node, other, link);
+      await this.setLink(other, node, link);
+    }
+  }
+
+  /** Starts every node's exporter and lists its pod in the stand-in API server. */
+  async startExporters(extraArgs: string[] = []): Promise<void> {
+    await Promise.all(this.nodes.map((node) => this.#startExporter(node, extraArgs)));
+  }
+
+  async #startExporter(node: SimNode, extraArgs: string[], ready = true): Promise<void> {
+    this.api.apply({ name: node.podName, node: node.name, ips: [node.address], ready });
+    node.exporter = await startExporter(
+      [
+        `--k8s.kubeconfig=${this.#kubeconfig}`,
+        `--network.port=${EXPORTER_PORT}`,
+        `--network.interval=${this.options.intervalMs}ms`,
+        `--network.timeout=${this.options.timeoutMs}ms`,
+        `--network.max-peers=${this.options.maxPeers ?? 10}`,
+        `--dns.servers=${this.dns.address}`,
+        "--dns.hosts=kubernetes.default.svc.cluster.local.",
+        `--dns.interval=${this.options.intervalMs}ms`,
+        `--dns.timeout=${this.options.timeoutMs}ms`,
+        ...extraArgs,
+      ],
+      {
+        host: node.address,
+        port: EXPORTER_PORT,
+        command: ["ip", "netns", "exec", node.netns, Deno.execPath(), "run", ...START_FLAGS, MAIN],
+        env: {
+          POD_NAME: node.podName,
+          NODE_NAME: node.name,
+          POD_IP: node.address,
+          POD_NAMESPACE: "monitoring",
+        },
+      },
+    );
+  }
+
+  /**
+   * Replaces `node`'s exporter the way a rolling update does: the pod turns
+   * not ready, then is marked deleting, gets SIGTERM and is removed; a new pod
+   * (new name, new IP) starts, and turns Ready when its /readyz says so.
+   * `beforeStop` runs just before the old process gets SIGTERM.
+   */
+  async restart(node: SimNode, beforeStop: () => Promise<void>): Promise<void> {
+    const old = { podName: node.podName, address: node.address };
+    this.api.apply({ name: old.podName, node: node.name, ips: [old.address], ready: false });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    this.api.apply({
+      name: old.podName,
+      node: node.name,
+      ips: [old.address],
+      ready: false,
+      deleting: true,
+    });
+    await beforeStop();
+    await node.exporter!.stop();
+    this.api.remove(old.podName);
+    const generation = ++this.#generation;
+    node.podName = `net-exporter-${node.index}-${generation}`;
+    node.address = `198.18.${2 + Math.floor(generation / 250)}.${(generation % 250) + 1}`;
+    // The old address goes before the new pod starts, so its connections leave from the new one.
+    await run("ip", "-n", node.netns, "addr", "add", `${node.address}/15`, "dev", "tun0");
+    await this.#command({ alias: { address: node.address, of: old.address } });
+    await run("ip", "-n", node.netns, "addr", "del", `${old.address}/15`, "dev", "tun0");
+    await this.#command({ unalias: { address: old.address } });
+    await this.#startExporter(node, [], false);
+    const url = node.exporter!.url;
+    const deadline = performance.now() + 10 * this.options.intervalMs;
+    const ready = () =>
+      fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2_000) }).then((response) =>
+        response.text()
+      );
+    while ((await ready()) !== "ready\n") {
+      if (performance.now() > deadline) throw new Error(`${node.podName} never became ready`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.api.apply({ name: node.podName, node: node.name, ips: [node.address] });
+  }
+
+  /** Handshake times from `from` to `to` measured by Python's socket.connect (milliseconds). */
+  async reference(from: SimNode, to: SimNode, samples: number): Promise<number[]> {
+    const output = await run(
+      "ip",
+      "netns",
+      "exec",
+      from.netns,
+      "python3",
+      REFERENCE,
+      to.address,
+      String(EXPORTER_PORT),
+      String(samples),
+    );
+    return JSON.parse(output) as number[];
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const node of this.nodes) await node.exporter?.stop().catch(() => {});
+    if (this.#emulator) {
+      await this.#emulatorIn?.close().catch(() => {});
+      await this.#emulatorOut?.cancel().catch(() => {});
+      await this.#emulator.status;
+    }
+    for (const node of this.nodes) await tryRun("ip", "netns", "del", node.netns);
+    await tryRun("ip", "link", "del", this.#control);
+    if (this.api) await this.api[Symbol.asyncDispose]();
+    if (this.dns) await this.dns[Symbol.asyncDispose]();
+  }
+}

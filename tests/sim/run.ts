@@ -1,0 +1,313 @@
+/**
+ * `deno task sim`: the full simulation as a benchmark. Builds the simulated
+ * cluster, runs every scenario, writes report.json and report.md.
+ *
+ * Usage (as root): deno task sim [--nodes=5] [--out=sim-report]
+ * Every namespace, TUN device and process it makes is removed at the end,
+ * also on failure and on Ctrl-C.
+ */
+
+import { parseArgs } from "node:util";
+import { SimCluster, type SimNode } from "./cluster.ts";
+import {
+  DialErrorTally,
+  exporterSamples,
+  median,
+  quantile,
+  scrape,
+  statuses,
+  timeUntilDialError,
+} from "./measure.ts";
+import { waitFor } from "../helpers/exporter_process.ts";
+
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    nodes: { type: "string", default: "5" },
+    out: { type: "string", default: "sim-report" },
+  },
+});
+const INTERVAL_MS = 1_000;
+const TIMEOUT_MS = 500;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const round = (value: number | null | undefined) =>
+  value === undefined || value === null ? null : Math.round(value * 1000) / 1000;
+
+interface AccuracyRow {
+  injected_one_way_ms: number;
+  injected_rtt_ms: number;
+  exporter_median_ms: number | null;
+  exporter_p99_ms: number | null;
+  exporter_histogram_mean_ms: number | null;
+  reference_median_ms: number | null;
+  reference_p99_ms: number | null;
+  median_error_vs_reference_ms: number | null;
+  samples: number;
+}
+
+async function accuracy(
+  cluster: SimCluster,
+  a: SimNode,
+  b: SimNode,
+  oneWayMs: number,
+): Promise<AccuracyRow> {
+  await cluster.setAllLinks({ delay_ms: oneWayMs });
+  await sleep(2 * INTERVAL_MS);
+  const before = await scrape(a);
+  const exporter = await exporterSamples(a, b, 10, INTERVAL_MS);
+  const after = await scrape(a);
+  const reference = await cluster.reference(a, b, 20);
+  const delta = (name: string) =>
+    after.value(name, { target_node: b.name }) - before.value(name, { target_node: b.name });
+  const count = delta("network_latency_seconds_count");
+  return {
+    injected_one_way_ms: oneWayMs,
+    injected_rtt_ms: 2 * oneWayMs,
+    exporter_median_ms: round(median(exporter)),
+    exporter_p99_ms: round(quantile(exporter, 0.99)),
+    exporter_histogram_mean_ms: count > 0
+      ? round(delta("network_latency_seconds_sum") / count * 1000)
+      : null,
+    reference_median_ms: round(median(reference)),
+    reference_p99_ms: round(quantile(reference, 0.99)),
+    median_error_vs_reference_ms: round(median(exporter) - median(reference)),
+    samples: exporter.length,
+  };
+}
+
+async function dnsDetection(
+  cluster: SimCluster,
+  node: SimNode,
+  reason: "timeout" | "servfail",
+): Promise<number | null> {
+  const errors = async () =>
+    (await scrape(node)).samples("dns_resolve_error_total", { reason }).reduce(
+      (sum, sample) => sum + sample.value,
+      0,
+    );
+  const before = await errors();
+  cluster.dns.behaviour = () => reason === "timeout" ? { silent: true } : { rcode: "SERVFAIL" };
+  const startedAt = performance.now();
+  let detected: number | null = null;
+  while (performance.now() - startedAt < 5 * INTERVAL_MS) {
+    if (await errors() > before) {
+      detected = performance.now() - startedAt;
+      break;
+    }
+    await sleep(50);
+  }
+  cluster.dns.behaviour = () => ({ a: ["10.96.0.1"] });
+  return round(detected);
+}
+
+async function loss(cluster: SimCluster, a: SimNode, b: SimNode, fraction: number) {
+  await cluster.setAllLinks({ delay_ms: 5 });
+  await cluster.setLink(a, b, { delay_ms: 5, loss: fraction });
+  await cluster.setLink(b, a, { delay_ms: 5, loss: fraction });
+  const before = await scrape(a);
+  const seconds = new Set<number>();
+  const startedAt = performance.now();
+  while (performance.now() - startedAt < 30 * INTERVAL_MS) {
+    const row = (await statuses(a)).find((status) =>
+      status.collector === "network" && status.labels.target_node === b.name
+    );
+    if (row?.state === "up" && row.seconds !== undefined) seconds.add(row.seconds * 1000);
+    await sleep(INTERVAL_MS / 4);
+  }
+  const after = await scrape(a);
+  const delta = (name: string, labels: Record<string, string> = {}) =>
+    after.samples(name, { target_node: b.name, ...labels }).reduce(
+      (sum, sample) => sum + sample.value,
+      0,
+    ) -
+    before.samples(name, { target_node: b.name, ...labels }).reduce(
+      (sum, sample) => sum + sample.value,
+      0,
+    );
+  const ok = delta("network_latency_seconds_count");
+  const timeouts = delta("network_dial_error_total", { reason: "timeout" });
+  const latencies = [...seconds];
+  return {
+    loss: fraction,
+    probes: ok + timeouts,
+    succeeded: ok,
+    timeouts,
+    timeout_share: round(timeouts / Math.max(1, ok + timeouts)),
+    success_median_ms: latencies.length ? round(median(latencies)) : null,
+    success_max_ms: latencies.length ? round(Math.max(...latencies)) : null,
+  };
+}
+
+async function main(): Promise<void> {
+  const nodes = Number(args.nodes);
+  const started = new Date().toISOString();
+  await using cluster = await SimCluster.create({
+    nodes,
+    intervalMs: INTERVAL_MS,
+    timeoutMs: TIMEOUT_MS,
+  });
+  const stop = async () => {
+    // Namespaces and devices go first; servers still draining connections get 10 s.
+    await Promise.race([cluster[Symbol.asyncDispose](), sleep(10_000)]);
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await cluster.startExporters();
+  const [a, b] = cluster.nodes as [SimNode, SimNode];
+  const last = cluster.nodes[nodes - 1]!;
+  for (const node of cluster.nodes) {
+    await waitFor(
+      async () =>
+        (await scrape(node)).value("net_exporter_peers", { state: "selected" }) === nodes - 1,
+      15_000,
+      `${node.name} ready`,
+    );
+  }
+
+  console.error("floor: the emulator with no impairment");
+  const floorSamples = await cluster.reference(a, b, 40);
+  const floor = {
+    median_ms: round(median(floorSamples)),
+    p99_ms: round(quantile(floorSamples, 0.99)),
+  };
+
+  const accuracyRows: AccuracyRow[] = [];
+  for (const oneWayMs of [0, 1, 5, 20, 100]) {
+    console.error(`accuracy: ${oneWayMs} ms one way`);
+    accuracyRows.push(await accuracy(cluster, a, b, oneWayMs));
+  }
+  await cluster.setAllLinks({ delay_ms: 0 });
+
+  console.error("detection: cut node");
+  await sleep(2 * INTERVAL_MS);
+  await cluster.isolate(last, "cut");
+  const [peerDetects, cutNodeDetects] = await Promise.all([
+    timeUntilDialError(a, last, "timeout", 5 * INTERVAL_MS),
+    timeUntilDialError(last, a, "timeout", 5 * INTERVAL_MS),
+  ]);
+  await cluster.isolate(last, {});
+
+  console.error("detection: DNS server silent, then SERVFAIL");
+  await sleep(2 * INTERVAL_MS);
+  const dnsSilent = await dnsDetection(cluster, a, "timeout");
+  await sleep(2 * INTERVAL_MS);
+  const dnsServfail = await dnsDetection(cluster, a, "servfail");
+
+  const lossRows = [];
+  for (const fraction of [0.01, 0.05, 0.2]) {
+    console.error(`loss: ${fraction * 100}% on ${a.name} <-> ${b.name}`);
+    lossRows.push(await loss(cluster, a, b, fraction));
+  }
+
+  console.error("rolling restart of every exporter, healthy links");
+  await cluster.setAllLinks({ delay_ms: 1 });
+  await sleep(2 * INTERVAL_MS);
+  const oldAddresses = cluster.nodes.map((node) => node.address);
+  const tally = new DialErrorTally();
+  await tally.sample(cluster.nodes);
+  tally.counted = 0; // count from here on
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      await tally.sample(cluster.nodes);
+      await sleep(INTERVAL_MS / 4);
+    }
+  })();
+  const rolloutStartedAt = performance.now();
+  for (const node of cluster.nodes) {
+    await cluster.restart(node, () => tally.sample(cluster.nodes));
+    for (const peer of cluster.nodes) {
+      await waitFor(
+        async () =>
+          (await scrape(peer)).value("net_exporter_peers", { state: "selected" }) === nodes - 1,
+        15_000,
+        `${peer.name} sees every peer again`,
+      );
+    }
+  }
+  const rolloutMs = performance.now() - rolloutStartedAt;
+  await sleep(2 * INTERVAL_MS);
+  sampling = false;
+  await sampler;
+  await tally.sample(cluster.nodes);
+  const staleSeries =
+    (await Promise.all(cluster.nodes.map(scrape))).flatMap((metrics) =>
+      metrics.all.filter((sample) =>
+        oldAddresses.some((address) => sample.labels.host?.startsWith(`${address}:`))
+      )
+    ).length;
+  const rollingRestart = {
+    pods_restarted: nodes,
+    duration_ms: round(rolloutMs),
+    dial_errors_counted: tally.counted,
+    series_left_for_old_pod_ips: staleSeries,
+  };
+
+  const report = {
+    started,
+    machine: `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores`,
+    nodes,
+    interval_ms: INTERVAL_MS,
+    timeout_ms: TIMEOUT_MS,
+    floor,
+    accuracy: accuracyRows,
+    detection: {
+      cut_node_seen_by_peer_ms: round(peerDetects),
+      cut_node_sees_peers_unreachable_ms: round(cutNodeDetects),
+      bound_ms: INTERVAL_MS + TIMEOUT_MS,
+      dns_silent_ms: dnsSilent,
+      dns_servfail_ms: dnsServfail,
+    },
+    loss: lossRows,
+    rolling_restart: rollingRestart,
+  };
+  await Deno.mkdir(args.out!, { recursive: true });
+  await Deno.writeTextFile(`${args.out}/report.json`, JSON.stringify(report, null, 2) + "\n");
+  await Deno.writeTextFile(`${args.out}/report.md`, markdown(report));
+  console.log(markdown(report));
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+}
+
+// deno-lint-ignore no-explicit-any
+function markdown(report: any): string {
+  const lines = [
+    `Simulation of ${report.nodes} nodes, probe interval ${report.interval_ms} ms, timeout ${report.timeout_ms} ms, ${report.machine}, ${report.started}.`,
+    "",
+    `Emulator floor (no impairment, reference tool): median ${report.floor.median_ms} ms, p99 ${report.floor.p99_ms} ms.`,
+    "",
+    "| one-way delay (ms) | injected RTT (ms) | exporter median (ms) | exporter p99 (ms) | histogram mean (ms) | reference median (ms) | reference p99 (ms) | median error vs reference (ms) |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...report.accuracy.map((row: AccuracyRow) =>
+      `| ${row.injected_one_way_ms} | ${row.injected_rtt_ms} | ${row.exporter_median_ms} | ${row.exporter_p99_ms} | ${row.exporter_histogram_mean_ms} | ${row.reference_median_ms} | ${row.reference_p99_ms} | ${row.median_error_vs_reference_ms} |`
+    ),
+    "",
+    "| detection | time (ms) | bound: interval + timeout (ms) |",
+    "| --- | ---: | ---: |",
+    `| cut node, seen by a peer (timeout errors) | ${report.detection.cut_node_seen_by_peer_ms} | ${report.detection.bound_ms} |`,
+    `| cut node, sees its peers unreachable | ${report.detection.cut_node_sees_peers_unreachable_ms} | ${report.detection.bound_ms} |`,
+    `| DNS server silent (timeout errors) | ${report.detection.dns_silent_ms} | ${report.detection.bound_ms} |`,
+    `| DNS server answers SERVFAIL | ${report.detection.dns_servfail_ms} | ${report.detection.bound_ms} |`,
+    "",
+    "| packet loss, both ways | probes | succeeded | timeouts | timeout share | success median (ms) | success max (ms) |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    // deno-lint-ignore no-explicit-any
+    ...report.loss.map((row: any) =>
+      `| ${
+        row.loss * 100
+      }% | ${row.probes} | ${row.succeeded} | ${row.timeouts} | ${row.timeout_share} | ${row.success_median_ms} | ${row.success_max_ms} |`
+    ),
+    "",
+    "| rolling restart (new pod names and IPs, healthy links) | value |",
+    "| --- | ---: |",
+    `| pods restarted, one at a time | ${report.rolling_restart.pods_restarted} |`,
+    `| duration (ms) | ${report.rolling_restart.duration_ms} |`,
+    `| dial errors counted | ${report.rolling_restart.dial_errors_counted} |`,
+    `| series left for old pod IPs | ${report.rolling_restart.series_left_for_old_pod_ips} |`,
+    "",
+  ];
+  return lines.join("\n");
+}
+
+await main();

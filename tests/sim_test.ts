@@ -1,0 +1,117 @@
+/**
+ * The small simulation CI runs: three namespaces joined by the link
+ * emulator, one exporter each, discovering the others through the stand-in
+ * API server. One delay step (20 ms one way) checked against an independent
+ * reference, and one cut node. The full run is `deno task sim`.
+ */
+
+import { assert } from "./helpers/assert.ts";
+import { waitFor } from "./helpers/exporter_process.ts";
+import { requires } from "./helpers/requirements.ts";
+import { SimCluster } from "./sim/cluster.ts";
+import {
+  dialErrors,
+  DialErrorTally,
+  exporterSamples,
+  median,
+  scrape,
+  timeUntilDialError,
+} from "./sim/measure.ts";
+
+const NAME =
+  "simulation: 20 ms links measured true to 0.5 ms + the emulator's floor; a cut node counted within interval + timeout; a rolling restart counts no error";
+Deno.test({
+  name: NAME,
+  ignore: !requires(NAME, {
+    root: true,
+    commands: ["ip", "python3", "openssl"],
+    devices: ["/dev/net/tun"],
+  }),
+  async fn() {
+    const intervalMs = 1_000;
+    const timeoutMs = 500;
+    await using cluster = await SimCluster.create({ nodes: 3, intervalMs, timeoutMs });
+    await cluster.startExporters();
+    const [a, b, c] = cluster.nodes as [
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+      typeof cluster.nodes[0],
+    ];
+    for (const node of cluster.nodes) {
+      await waitFor(
+        async () => (await scrape(node)).value("net_exporter_peers", { state: "selected" }) === 2,
+        10_000,
+        `${node.name} selects 2 peers`,
+      );
+    }
+
+    const floorMs = median(await cluster.reference(a, b, 15));
+    await cluster.setAllLinks({ delay_ms: 20 });
+    await new Promise((resolve) => setTimeout(resolve, 2 * intervalMs));
+    const before = await scrape(a);
+    const exporter = await exporterSamples(a, b, 6, intervalMs);
+    const reference = await cluster.reference(a, b, 15);
+    const after = await scrape(a);
+    assert.ok(exporter.length >= 5, `exporter samples: ${exporter}`);
+    const difference = Math.abs(median(exporter) - median(reference));
+    assert.ok(
+      difference <= 0.5 + floorMs,
+      `exporter median ${median(exporter).toFixed(3)} ms vs reference ${
+        median(reference).toFixed(3)
+      } ms (floor ${floorMs.toFixed(3)} ms)`,
+    );
+    assert.ok(median(exporter) >= 40, "at least the injected 40 ms round trip");
+    const delta = (le: string) =>
+      after.value("network_latency_seconds_bucket", { target_node: b.name, le }) -
+      before.value("network_latency_seconds_bucket", { target_node: b.name, le });
+    assert.ok(delta("+Inf") >= 5);
+    assert.equal(delta("0.025"), 0, "none below 25 ms");
+    assert.equal(
+      delta("0.05"),
+      delta("+Inf"),
+      "every new observation in the (25 ms, 50 ms] bucket",
+    );
+
+    await cluster.isolate(c, "cut");
+    const detectedByPeer = await timeUntilDialError(a, c, "timeout", 5_000);
+    assert.ok(detectedByPeer !== undefined, "a peer counts the cut node as timeouts");
+    assert.ok(
+      detectedByPeer <= intervalMs + timeoutMs + 200,
+      `detected after ${detectedByPeer} ms`,
+    );
+    await waitFor(
+      async () => dialErrors(await scrape(c), a, "timeout") > 0,
+      intervalMs + timeoutMs + 500,
+      "the cut node counts its peers unreachable",
+    );
+
+    // A rolling restart on healthy links: new pod names and IPs, no dial error, no stale series.
+    await cluster.isolate(c, {});
+    await new Promise((resolve) => setTimeout(resolve, 2 * intervalMs));
+    const oldAddresses = cluster.nodes.map((node) => node.address);
+    const tally = new DialErrorTally();
+    await tally.sample(cluster.nodes);
+    tally.counted = 0;
+    for (const node of cluster.nodes) {
+      await cluster.restart(node, () => tally.sample(cluster.nodes));
+      await tally.sample(cluster.nodes);
+      for (const peer of cluster.nodes) {
+        await waitFor(
+          async () => (await scrape(peer)).value("net_exporter_peers", { state: "selected" }) === 2,
+          10_000,
+          `${peer.name} sees every peer again`,
+        );
+      }
+      await tally.sample(cluster.nodes);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2 * intervalMs));
+    await tally.sample(cluster.nodes);
+    assert.equal(tally.counted, 0, "no dial error counted during the rolling restart");
+    for (const node of cluster.nodes) {
+      const stale = (await scrape(node)).all.filter((sample) =>
+        oldAddresses.some((address) => sample.labels.host?.startsWith(`${address}:`))
+      );
+      assert.deepEqual(stale, [], `${node.name} keeps no series of old pod IPs`);
+    }
+  },
+});
