@@ -1,29 +1,9 @@
 import { assert } from "./helpers/assert.ts";
 import { startDnsServer } from "./helpers/dns_server.ts";
-import { START_FLAGS } from "./helpers/exporter_process.ts";
-import { CHILD_ENV } from "./helpers/requirements.ts";
+import { runProgram } from "./helpers/exporter_process.ts";
 import { closedPort, startListener } from "./helpers/tcp.ts";
 
-async function runCheck(args: string[]) {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...START_FLAGS,
-      new URL("../main.ts", import.meta.url).pathname,
-      "check",
-      ...args,
-    ],
-    env: CHILD_ENV,
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(30_000),
-  }).output();
-  return {
-    code: output.code,
-    stdout: new TextDecoder().decode(output.stdout),
-    stderr: new TextDecoder().decode(output.stderr),
-  };
-}
+const runCheck = (args: string[]) => runProgram(["check", ...args]);
 
 Deno.test("check: a table of every probe; NODATA fails (exit 1), all ok exits 0", async () => {
   await using dns = await startDnsServer();

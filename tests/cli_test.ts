@@ -2,8 +2,7 @@ import { type Invocation, parseCommandLine } from "../exporter/cli.ts";
 import { parseDuration } from "../exporter/duration.ts";
 import { parseHostPort } from "../exporter/address.ts";
 import { assert } from "./helpers/assert.ts";
-import { START_FLAGS } from "./helpers/exporter_process.ts";
-import { CHILD_ENV } from "./helpers/requirements.ts";
+import { runProgram } from "./helpers/exporter_process.ts";
 
 async function parse(argv: string[], env: Record<string, string> = {}) {
   const out: string[] = [];
@@ -131,7 +130,7 @@ Deno.test("cli: help exits 0; version and check are commands", async () => {
   assert.equal(check.output, "json");
 });
 
-Deno.test("cli: durations and addresses", async () => {
+Deno.test("cli: durations and addresses", () => {
   assert.equal(parseDuration("500ms"), 500);
   assert.equal(parseDuration("1m30s"), 90_000);
   assert.equal(parseDuration("1.5s"), 1_500);
@@ -150,20 +149,9 @@ Deno.test("cli: durations and addresses", async () => {
 });
 
 Deno.test("cli: the real program exits 2 with one line and no stack trace on bad input", async () => {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...START_FLAGS,
-      new URL("../main.ts", import.meta.url).pathname,
-      "--dns.interval=soon",
-    ],
-    env: CHILD_ENV,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(output.code, 2);
-  const stderr = new TextDecoder().decode(output.stderr);
+  const { code, stdout, stderr } = await runProgram(["--dns.interval=soon"]);
+  assert.equal(code, 2);
   assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
   assert.doesNotMatch(stderr, /\bat\b.*\.ts:\d+/);
-  assert.equal(new TextDecoder().decode(output.stdout), "");
+  assert.equal(stdout, "");
 });

@@ -5,9 +5,9 @@
 
 import { type PodSpec, startApiServer } from "./helpers/api_server.ts";
 import { assert } from "./helpers/assert.ts";
-import { get, START_FLAGS, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import { get, runProgram, startExporter, waitFor } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
-import { CHILD_ENV, requires } from "./helpers/requirements.ts";
+import { requires } from "./helpers/requirements.ts";
 import { startListener, type TestListener } from "./helpers/tcp.ts";
 
 /** Listeners on 127.0.0.11… sharing one port, as pods of a DaemonSet share theirs. */
@@ -208,23 +208,16 @@ Deno.test({
     await using peers = await peerListeners(3);
     await using api = await startApiServer();
     for (const index of [1, 2, 3]) api.apply(pod(index));
-    const output = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...START_FLAGS,
-        new URL("../main.ts", import.meta.url).pathname,
+    const { code, stdout, stderr } = await runProgram(
+      [
         "check",
         "--no-collector.dns",
         `--k8s.kubeconfig=${await api.writeKubeconfig("monitoring")}`,
         `--network.port=${peers.port}`,
       ],
-      env: { ...CHILD_ENV, POD_NAME: "net-exporter-2", NODE_NAME: "node-2" },
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(30_000),
-    }).output();
-    const stdout = new TextDecoder().decode(output.stdout);
-    assert.equal(output.code, 0, stdout + new TextDecoder().decode(output.stderr));
+      { POD_NAME: "net-exporter-2", NODE_NAME: "node-2" },
+    );
+    assert.equal(code, 0, stdout + stderr);
     assert.match(stdout, new RegExp(`127\\.0\\.0\\.11:${peers.port} \\(node-1\\)\\s+ok`));
     assert.match(stdout, new RegExp(`127\\.0\\.0\\.13:${peers.port} \\(node-3\\)\\s+ok`));
     assert.doesNotMatch(stdout, /127\.0\.0\.12/, "never itself");

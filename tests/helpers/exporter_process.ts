@@ -128,3 +128,22 @@ export async function get(url: string): Promise<{ status: number; body: string }
   const response = await fetch(url);
   return { status: response.status, body: await response.text() };
 }
+
+/** Runs `main.ts` with `args` to completion (at most 30 s), as `deno task start` would. */
+export async function runProgram(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...START_FLAGS, MAIN, ...args],
+    env: { ...CHILD_ENV, ...env },
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(30_000),
+  }).output();
+  return {
+    code: output.code,
+    stdout: new TextDecoder().decode(output.stdout),
+    stderr: new TextDecoder().decode(output.stderr),
+  };
+}
