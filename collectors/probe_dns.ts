@@ -103,7 +103,7 @@ function classifyExchangeError(error: unknown, signal: AbortSignal): DnsErrorRea
 }
 
 /** Maps a response to a result: its response code first, then whether it holds the asked type. */
-export function classifyResponse(
+function classifyResponse(
   response: dnsPacket.Packet,
   recordType: RecordType,
   seconds: number,

@@ -33,7 +33,7 @@ import { selectNeighbours } from "./neighbours.ts";
 import { isPeer, type PodRecord } from "./pods.ts";
 import { PodWatcher, type WatcherOptions } from "./watcher.ts";
 
-export const DISCOVERY_MODES = ["auto", "on", "off"] as const;
+const DISCOVERY_MODES = ["auto", "on", "off"] as const;
 
 /** Who this pod is, from the downward API (never from dialling out). */
 export interface Identity {

@@ -46,7 +46,7 @@ export interface WatcherOptions {
 }
 
 /** An HTTP answer other than 200, with the API server's own message. */
-export class ApiStatusError extends Error {
+class ApiStatusError extends Error {
   override name = "ApiStatusError";
   constructor(readonly verb: string, readonly status: number, message: string) {
     super(`Cannot ${verb} pods: API server answered ${status}${message ? ` (${message})` : ""}`);

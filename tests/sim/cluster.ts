@@ -15,7 +15,7 @@ import { type ExporterProcess, START_FLAGS, startExporter } from "../helpers/exp
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
 /** The control point's address: API server, DNS server, scraper. */
-export const CONTROL_ADDRESS = "198.18.1.1";
+const CONTROL_ADDRESS = "198.18.1.1";
 /** The port every exporter listens on, as in a DaemonSet. */
 export const EXPORTER_PORT = 8000;
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
