@@ -64,6 +64,8 @@ export interface SimOptions {
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly maxPeers?: number;
+  /** Extra peer pods, all in one namespace behind one listener, for runs under load. */
+  readonly crowd?: number;
 }
 
 /** A running simulated cluster. */
@@ -79,6 +81,8 @@ export class SimCluster implements AsyncDisposable {
   #kubeconfig = "";
   readonly options: SimOptions;
   #generation = 0;
+  readonly #crowdNetns = `nesim${Deno.pid % 100000}-crowd`;
+  #crowdListener: Deno.ChildProcess | undefined;
 
   private constructor(options: SimOptions) {
     this.options = options;
@@ -124,6 +128,26 @@ export class SimCluster implements AsyncDisposable {
       await run("ip", "-n", netns, "addr", "add", `${node.address}/15`, "dev", "tun0");
       await run("ip", "-n", netns, "link", "set", "tun0", "up");
     }
+    const crowdAddresses = this.#crowdAddresses();
+    if (crowdAddresses.length > 0) {
+      const netns = this.#crowdNetns;
+      await run("ip", "netns", "add", netns);
+      await run("ip", "-n", netns, "link", "set", "lo", "up");
+      await run(
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.promote_secondaries=1",
+      );
+      await run("ip", "-n", netns, "tuntap", "add", "dev", "tun0", "mode", "tun");
+      for (const address of crowdAddresses) {
+        await run("ip", "-n", netns, "addr", "add", `${address}/15`, "dev", "tun0");
+      }
+      await run("ip", "-n", netns, "link", "set", "tun0", "up");
+    }
     await run("ip", "tuntap", "add", "dev", this.#control, "mode", "tun");
     await run("ip", "addr", "add", `${CONTROL_ADDRESS}/15`, "dev", this.#control);
     await run("ip", "link", "set", this.#control, "up");
@@ -139,12 +163,58 @@ export class SimCluster implements AsyncDisposable {
     const nodes = [
       ...this.nodes.map((node) => ({ netns: node.netns, tun: "tun0", address: node.address })),
       { netns: "", tun: this.#control, address: CONTROL_ADDRESS },
+      ...(crowdAddresses.length > 0
+        ? [{ netns: this.#crowdNetns, tun: "tun0", address: crowdAddresses[0]! }]
+        : []),
     ];
     await this.#command({ nodes });
+    for (const address of crowdAddresses.slice(1)) {
+      await this.#command({ alias: { address, of: crowdAddresses[0]! } });
+    }
 
     this.api = await startApiServer({ hostname: CONTROL_ADDRESS });
     this.dns = await startDnsServer({ hostname: CONTROL_ADDRESS });
     this.#kubeconfig = await this.api.writeKubeconfig("monitoring");
+  }
+
+  /** 198.18.3.1 onwards: one address per crowd pod. */
+  #crowdAddresses(): string[] {
+    return Array.from(
+      { length: this.options.crowd ?? 0 },
+      (_, index) => `198.18.${3 + Math.floor(index / 250)}.${(index % 250) + 1}`,
+    );
+  }
+
+  /**
+   * Lists the crowd's pods (one node each) and starts the one listener that
+   * answers for all their addresses.
+   */
+  async startCrowd(): Promise<void> {
+    this.#crowdListener = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        this.#crowdNetns,
+        "python3",
+        "-c",
+        CROWD_LISTENER,
+        String(EXPORTER_PORT),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = this.#crowdListener.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let line = "";
+    while (!line.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("Cannot start the crowd's listener");
+      line += value;
+    }
+    reader.releaseLock();
+    this.#crowdAddresses().forEach((address, index) =>
+      this.api.apply({ name: `crowd-${index}`, node: `crowd-node-${index}`, ips: [address] })
+    );
   }
 
   async #command(command: unknown): Promise<void> {
@@ -161,6 +231,11 @@ export class SimCluster implements AsyncDisposable {
   /** Sets the impairment of the link from `src` to `dst` (one way). */
   setLink(src: SimNode, dst: SimNode, settings: LinkSettings): Promise<void> {
     return this.#command({ link: { src: src.address, dst: dst.address, ...settings } });
+  }
+
+  /** Sets the impairment of every link not set one by one (e.g. to and from the crowd). */
+  setDefaultLink(settings: LinkSettings): Promise<void> {
+    return this.#command({ default: settings });
   }
 
   /** Sets both directions of every link between nodes (not the control point's). */
@@ -220,7 +295,11 @@ export class SimCluster implements AsyncDisposable {
    * (new name, new IP) starts, and turns Ready when its /readyz says so.
    * `beforeStop` runs just before the old process gets SIGTERM.
    */
-  async restart(node: SimNode, beforeStop: () => Promise<void>): Promise<void> {
+  async restart(
+    node: SimNode,
+    beforeStop: () => Promise<void>,
+    extraArgs: string[] = [],
+  ): Promise<void> {
     const old = { podName: node.podName, address: node.address };
     this.api.apply({ name: old.podName, node: node.name, ips: [old.address], ready: false });
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -242,7 +321,7 @@ export class SimCluster implements AsyncDisposable {
     await this.#command({ alias: { address: node.address, of: old.address } });
     await run("ip", "-n", node.netns, "addr", "del", `${old.address}/15`, "dev", "tun0");
     await this.#command({ unalias: { address: old.address } });
-    await this.#startExporter(node, [], false);
+    await this.#startExporter(node, extraArgs, false);
     const url = node.exporter!.url;
     const deadline = performance.now() + 10 * this.options.intervalMs;
     const ready = () =>
@@ -273,15 +352,38 @@ export class SimCluster implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    for (const node of this.nodes) await node.exporter?.stop().catch(() => {});
+    await Promise.all(this.nodes.map((node) => node.exporter?.stop().catch(() => {})));
     if (this.#emulator) {
       await this.#emulatorIn?.close().catch(() => {});
       await this.#emulatorOut?.cancel().catch(() => {});
       await this.#emulator.status;
     }
+    if (this.#crowdListener) {
+      await this.#crowdListener.stdin.close().catch(() => {});
+      await this.#crowdListener.stdout.cancel().catch(() => {});
+      await this.#crowdListener.status;
+    }
     for (const node of this.nodes) await tryRun("ip", "netns", "del", node.netns);
+    if (this.options.crowd) await tryRun("ip", "netns", "del", this.#crowdNetns);
     await tryRun("ip", "link", "del", this.#control);
     if (this.api) await this.api[Symbol.asyncDispose]();
     if (this.dns) await this.dns[Symbol.asyncDispose]();
   }
 }
+
+// One socket on every address of the crowd's namespace; exits when stdin closes.
+const CROWD_LISTENER = `
+import select, socket, sys
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", int(sys.argv[1])))
+server.listen(4096)
+print("listening", flush=True)
+while True:
+    readable, _, _ = select.select([server, sys.stdin], [], [])
+    if sys.stdin in readable and not sys.stdin.buffer.read1(1):
+        break
+    if server in readable:
+        connection, _ = server.accept()
+        connection.close()
+`;

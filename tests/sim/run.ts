@@ -25,6 +25,7 @@ const { values: args } = parseArgs({
   options: {
     nodes: { type: "string", default: "5" },
     out: { type: "string", default: "sim-report" },
+    crowd: { type: "string", default: "500" },
   },
 });
 const INTERVAL_MS = 1_000;
@@ -138,21 +139,18 @@ async function loss(cluster: SimCluster, a: SimNode, b: SimNode, fraction: numbe
   };
 }
 
-async function main(): Promise<void> {
-  const nodes = Number(args.nodes);
+/**
+ * Tears the cluster down and exits. Namespaces and devices go first; the
+ * stand-in servers, which may still be draining a connection whose peer
+ * namespace is gone, get what is left of 30 s, so the run always ends by itself.
+ */
+async function finish(cluster: SimCluster, code: number): Promise<never> {
+  await Promise.race([cluster[Symbol.asyncDispose](), sleep(30_000)]);
+  Deno.exit(code);
+}
+
+async function main(cluster: SimCluster, nodes: number, crowd: number): Promise<void> {
   const started = new Date().toISOString();
-  await using cluster = await SimCluster.create({
-    nodes,
-    intervalMs: INTERVAL_MS,
-    timeoutMs: TIMEOUT_MS,
-  });
-  const stop = async () => {
-    // Namespaces and devices go first; servers still draining connections get 10 s.
-    await Promise.race([cluster[Symbol.asyncDispose](), sleep(10_000)]);
-    Deno.exit(130);
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
   await cluster.startExporters();
   const [a, b] = cluster.nodes as [SimNode, SimNode];
   const last = cluster.nodes[nodes - 1]!;
@@ -244,6 +242,59 @@ async function main(): Promise<void> {
     series_left_for_old_pod_ips: staleSeries,
   };
 
+  console.error(`load: ${crowd} more peers for one exporter, 20 ms links, a busy /metrics scraper`);
+  await cluster.setDefaultLink({ delay_ms: 20 });
+  await cluster.setAllLinks({ delay_ms: 20 });
+  await cluster.startCrowd();
+  const loaded = cluster.nodes[0]!;
+  const peer = cluster.nodes[1]!;
+  await cluster.restart(loaded, () => Promise.resolve(), ["--network.max-peers=0"]);
+  await waitFor(
+    async () =>
+      (await scrape(loaded)).value("net_exporter_peers", { state: "selected" }) ===
+        crowd + nodes - 1,
+    30_000,
+    `${loaded.name} probes every peer`,
+  );
+  await sleep(3 * INTERVAL_MS);
+  let scraping = true;
+  const scrapeTimes: number[] = [];
+  const scraper = (async () => {
+    while (scraping) {
+      const startedAt = performance.now();
+      await scrape(loaded);
+      scrapeTimes.push(performance.now() - startedAt);
+    }
+  })();
+  const loadBefore = await scrape(loaded);
+  const loadStartedAt = performance.now();
+  const loadedSamples = await exporterSamples(loaded, peer, 10, INTERVAL_MS);
+  const loadReference = await cluster.reference(loaded, peer, 20);
+  const loadAfter = await scrape(loaded);
+  const loadSeconds = (performance.now() - loadStartedAt) / 1000;
+  scraping = false;
+  await scraper;
+  const sum = (metrics: typeof loadAfter, name: string) =>
+    metrics.samples(name).reduce((total, sample) => total + sample.value, 0);
+  const load = {
+    peers_probed: crowd + nodes - 1,
+    probes_per_second: round(
+      (sum(loadAfter, "network_latency_seconds_count") +
+        sum(loadAfter, "network_dial_error_total") -
+        sum(loadBefore, "network_latency_seconds_count") -
+        sum(loadBefore, "network_dial_error_total")) / loadSeconds,
+    ),
+    scrapes_per_second: round(scrapeTimes.length / loadSeconds),
+    scrape_median_ms: round(median(scrapeTimes)),
+    exporter_median_ms: round(median(loadedSamples)),
+    exporter_p99_ms: round(quantile(loadedSamples, 0.99)),
+    reference_median_ms: round(median(loadReference)),
+    reference_p99_ms: round(quantile(loadReference, 0.99)),
+    median_error_vs_reference_ms: round(median(loadedSamples) - median(loadReference)),
+    late_starts: sum(loadAfter, "net_exporter_probe_delayed_total") -
+      sum(loadBefore, "net_exporter_probe_delayed_total"),
+  };
+
   const report = {
     started,
     machine: `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores`,
@@ -261,13 +312,12 @@ async function main(): Promise<void> {
     },
     loss: lossRows,
     rolling_restart: rollingRestart,
+    load,
   };
   await Deno.mkdir(args.out!, { recursive: true });
   await Deno.writeTextFile(`${args.out}/report.json`, JSON.stringify(report, null, 2) + "\n");
   await Deno.writeTextFile(`${args.out}/report.md`, markdown(report));
   console.log(markdown(report));
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
 }
 
 // deno-lint-ignore no-explicit-any
@@ -306,8 +356,33 @@ function markdown(report: any): string {
     `| dial errors counted | ${report.rolling_restart.dial_errors_counted} |`,
     `| series left for old pod IPs | ${report.rolling_restart.series_left_for_old_pod_ips} |`,
     "",
+    `| under load: one exporter probing ${report.load.peers_probed} peers, 20 ms links, a busy scraper | value |`,
+    "| --- | ---: |",
+    `| probes per second | ${report.load.probes_per_second} |`,
+    `| scrapes per second (median ${report.load.scrape_median_ms} ms each) | ${report.load.scrapes_per_second} |`,
+    `| exporter median / p99 (ms) | ${report.load.exporter_median_ms} / ${report.load.exporter_p99_ms} |`,
+    `| reference median / p99 (ms) | ${report.load.reference_median_ms} / ${report.load.reference_p99_ms} |`,
+    `| median error vs reference (ms) | ${report.load.median_error_vs_reference_ms} |`,
+    `| probes started late (net_exporter_probe_delayed_total) | ${report.load.late_starts} |`,
+    "",
   ];
   return lines.join("\n");
 }
 
-await main();
+const nodes = Number(args.nodes);
+const crowd = Number(args.crowd);
+const cluster = await SimCluster.create({
+  crowd,
+  nodes,
+  intervalMs: INTERVAL_MS,
+  timeoutMs: TIMEOUT_MS,
+});
+Deno.addSignalListener("SIGINT", () => finish(cluster, 130));
+Deno.addSignalListener("SIGTERM", () => finish(cluster, 143));
+try {
+  await main(cluster, nodes, crowd);
+} catch (error) {
+  console.error(error);
+  await finish(cluster, 1);
+}
+await finish(cluster, 0);
