@@ -58,6 +58,27 @@ async function tryRun(command: string, ...args: string[]): Promise<void> {
   );
 }
 
+/** A namespace with loopback up and a TUN device "tun0" holding `addresses` (the first is primary). */
+async function makeNamespace(netns: string, addresses: readonly string[]): Promise<void> {
+  await run("ip", "netns", "add", netns);
+  await run("ip", "-n", netns, "link", "set", "lo", "up");
+  // A restarted pod's new address is a secondary one; removing the old primary must not take it along.
+  await run(
+    "ip",
+    "netns",
+    "exec",
+    netns,
+    "sysctl",
+    "-qw",
+    "net.ipv4.conf.all.promote_secondaries=1",
+  );
+  await run("ip", "-n", netns, "tuntap", "add", "dev", "tun0", "mode", "tun");
+  for (const address of addresses) {
+    await run("ip", "-n", netns, "addr", "add", `${address}/15`, "dev", "tun0");
+  }
+  await run("ip", "-n", netns, "link", "set", "tun0", "up");
+}
+
 /** Exporter flags every node gets, beyond the discovery and DNS ones. */
 export interface SimOptions {
   readonly nodes: number;
@@ -112,42 +133,10 @@ export class SimCluster implements AsyncDisposable {
         podName: `net-exporter-${index}-0`,
       };
       this.nodes.push(node);
-      await run("ip", "netns", "add", netns);
-      await run("ip", "-n", netns, "link", "set", "lo", "up");
-      // A restarted pod's new address is a secondary one; removing the old primary must not take it along.
-      await run(
-        "ip",
-        "netns",
-        "exec",
-        netns,
-        "sysctl",
-        "-qw",
-        "net.ipv4.conf.all.promote_secondaries=1",
-      );
-      await run("ip", "-n", netns, "tuntap", "add", "dev", "tun0", "mode", "tun");
-      await run("ip", "-n", netns, "addr", "add", `${node.address}/15`, "dev", "tun0");
-      await run("ip", "-n", netns, "link", "set", "tun0", "up");
+      await makeNamespace(netns, [node.address]);
     }
     const crowdAddresses = this.#crowdAddresses();
-    if (crowdAddresses.length > 0) {
-      const netns = this.#crowdNetns;
-      await run("ip", "netns", "add", netns);
-      await run("ip", "-n", netns, "link", "set", "lo", "up");
-      await run(
-        "ip",
-        "netns",
-        "exec",
-        netns,
-        "sysctl",
-        "-qw",
-        "net.ipv4.conf.all.promote_secondaries=1",
-      );
-      await run("ip", "-n", netns, "tuntap", "add", "dev", "tun0", "mode", "tun");
-      for (const address of crowdAddresses) {
-        await run("ip", "-n", netns, "addr", "add", `${address}/15`, "dev", "tun0");
-      }
-      await run("ip", "-n", netns, "link", "set", "tun0", "up");
-    }
+    if (crowdAddresses.length > 0) await makeNamespace(this.#crowdNetns, crowdAddresses);
     await run("ip", "tuntap", "add", "dev", this.#control, "mode", "tun");
     await run("ip", "addr", "add", `${CONTROL_ADDRESS}/15`, "dev", this.#control);
     await run("ip", "link", "set", this.#control, "up");
