@@ -5,7 +5,13 @@
 
 import { type PodSpec, startApiServer } from "./helpers/api_server.ts";
 import { assert } from "./helpers/assert.ts";
-import { get, runProgram, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import {
+  get,
+  runProgram,
+  startExporter,
+  waitFor,
+  waitUntilReady,
+} from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
 import { requires } from "./helpers/requirements.ts";
 import { startListener, type TestListener } from "./helpers/tcp.ts";
@@ -74,7 +80,7 @@ Deno.test({
       { env: { POD_NAME: "net-exporter-1", NODE_NAME: "node-1", POD_IP: "127.0.0.11" } },
     );
     const host = (index: number) => `127.0.0.${10 + index}:${peers.port}@node-${index}`;
-    await waitFor(async () => (await get(`${exporter.url}/readyz`)).status === 200, 5_000, "ready");
+    await waitUntilReady(exporter, 5_000);
     await waitFor(
       async () => probedHosts(await scrape(exporter.url)).length === 2,
       5_000,
@@ -159,11 +165,7 @@ Deno.test({
       "not ready before the first list",
     );
     api.failWith = undefined;
-    await waitFor(
-      async () => (await get(`${exporter.url}/readyz`)).status === 200,
-      10_000,
-      "ready after the first list",
-    );
+    await waitUntilReady(exporter, 10_000);
     await waitFor(
       async () => probedHosts(await scrape(exporter.url)).length === 2,
       5_000,

@@ -10,7 +10,7 @@ import denoJson from "../deno.json" with { type: "json" };
 import { startApiServer } from "./helpers/api_server.ts";
 import { assert } from "./helpers/assert.ts";
 import { startDnsServer } from "./helpers/dns_server.ts";
-import { get, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import { get, startExporter, waitFor, waitUntilReady } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
 import { CHILD_ENV, requires } from "./helpers/requirements.ts";
 import { startListener } from "./helpers/tcp.ts";
@@ -166,11 +166,7 @@ Deno.test({
           },
         },
       );
-      await waitFor(
-        async () => (await get(`${exporter.url}/readyz`)).status === 200,
-        10_000,
-        "ready",
-      );
+      await waitUntilReady(exporter, 10_000);
       await waitFor(
         async () => {
           const metrics = new Exposition((await get(`${exporter.url}/metrics`)).body);

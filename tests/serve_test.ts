@@ -5,7 +5,7 @@
 
 import { assert, assertNear } from "./helpers/assert.ts";
 import { startDnsServer } from "./helpers/dns_server.ts";
-import { get, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import { get, startExporter, waitUntilReady } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
 import { requires } from "./helpers/requirements.ts";
 import { closedPort, startBlackhole, startListener } from "./helpers/tcp.ts";
@@ -38,11 +38,7 @@ Deno.test({
       "--network.interval=1s",
       "--network.timeout=500ms",
     ]);
-    await waitFor(
-      async () => (await get(`${exporter.url}/readyz`)).status === 200,
-      5_000,
-      "readiness",
-    );
+    await waitUntilReady(exporter, 5_000);
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const { status, body } = await get(`${exporter.url}/metrics`);
     assert.equal(status, 200);
@@ -121,11 +117,7 @@ Deno.test({
       "--network.interval=1s",
       "--network.timeout=500ms",
     ]);
-    await waitFor(
-      async () => (await get(`${exporter.url}/readyz`)).status === 200,
-      5_000,
-      "readiness",
-    );
+    await waitUntilReady(exporter, 5_000);
     const { body } = await get(`${exporter.url}/metrics`);
     const promtool = new Deno.Command("promtool", {
       args: ["check", "metrics"],

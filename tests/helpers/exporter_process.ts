@@ -123,10 +123,19 @@ export async function waitFor(
   throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
 }
 
-/** GETs `url` and returns status and body. */
+/** GETs `url` (giving up after 5 s) and returns status and body. */
 export async function get(url: string): Promise<{ status: number; body: string }> {
-  const response = await fetch(url);
+  const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
   return { status: response.status, body: await response.text() };
+}
+
+/** Waits until the exporter's /readyz answers 200, at most `ms`. */
+export function waitUntilReady(exporter: ExporterProcess, ms: number): Promise<void> {
+  return waitFor(
+    async () => (await get(`${exporter.url}/readyz`)).status === 200,
+    ms,
+    `${exporter.url} ready`,
+  );
 }
 
 /** Runs `main.ts` with `args` to completion (at most 30 s), as `deno task start` would. */

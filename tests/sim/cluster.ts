@@ -11,7 +11,12 @@
 
 import { startApiServer, type TestApiServer } from "../helpers/api_server.ts";
 import { startDnsServer, type TestDnsServer } from "../helpers/dns_server.ts";
-import { type ExporterProcess, START_FLAGS, startExporter } from "../helpers/exporter_process.ts";
+import {
+  type ExporterProcess,
+  START_FLAGS,
+  startExporter,
+  waitUntilReady,
+} from "../helpers/exporter_process.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
 /** The control point's address: API server, DNS server, scraper. */
@@ -311,16 +316,7 @@ export class SimCluster implements AsyncDisposable {
     await run("ip", "-n", node.netns, "addr", "del", `${old.address}/15`, "dev", "tun0");
     await this.#command({ unalias: { address: old.address } });
     await this.#startExporter(node, extraArgs, false);
-    const url = node.exporter!.url;
-    const deadline = performance.now() + 10 * this.options.intervalMs;
-    const ready = () =>
-      fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2_000) }).then((response) =>
-        response.text()
-      );
-    while ((await ready()) !== "ready\n") {
-      if (performance.now() > deadline) throw new Error(`${node.podName} never became ready`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitUntilReady(node.exporter!, 10 * this.options.intervalMs);
     this.api.apply({ name: node.podName, node: node.name, ips: [node.address] });
   }
 
