@@ -76,6 +76,8 @@ export interface Pacing {
 /** The metrics a probe collector records into. */
 export interface ProbeMetrics {
   readonly latency: client.Histogram<string>;
+  /** The exact time of each target's last success: the histogram only knows its bucket. */
+  readonly lastLatency: client.Gauge<string>;
   readonly errors: client.Counter<string>;
   /** Failures of the exporter itself (a probe that threw), not of the network. */
   readonly internalErrors: client.Counter<string>;
@@ -183,6 +185,7 @@ export class ProbeCollector implements Collector {
     this.#targets.delete(key);
     this.#status.delete(key);
     this.#metrics.latency.remove(target.labels);
+    this.#metrics.lastLatency.remove(target.labels);
     for (const reason of this.#metrics.reasons) {
       this.#metrics.errors.remove({ ...target.labels, reason });
     }
@@ -203,6 +206,7 @@ export class ProbeCollector implements Collector {
     let status: TargetStatus;
     if (outcome.ok) {
       this.#metrics.latency.observe(target.labels, outcome.seconds);
+      this.#metrics.lastLatency.set(target.labels, outcome.seconds);
       status = {
         collector: this.name,
         labels: target.labels,

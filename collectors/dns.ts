@@ -205,6 +205,12 @@ export function createDnsCollector(
         buckets: [...config.buckets],
         registers,
       }),
+      lastLatency: new client.Gauge({
+        name: "dns_last_latency_seconds",
+        help: "Time of the last successful DNS lookup, from query sent to answer received.",
+        labelNames,
+        registers,
+      }),
       errors: new client.Counter({
         name: "dns_resolve_error_total",
         help: "Failed DNS lookups by reason: nxdomain, servfail, refused, nodata, timeout, " +

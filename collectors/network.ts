@@ -98,6 +98,12 @@ export class NetworkCollector extends ProbeCollector {
           buckets: [...config.buckets],
           registers,
         }),
+        lastLatency: new client.Gauge({
+          name: "network_last_latency_seconds",
+          help: "Time of the last successful TCP handshake to a target (host is ip:port).",
+          labelNames,
+          registers,
+        }),
         errors: new client.Counter({
           name: "network_dial_error_total",
           help: "Failed TCP dials by reason: timeout, refused, unreachable, reset, resolve, other.",

@@ -56,8 +56,17 @@ Deno.test("collector: a peer that leaves takes every series with it; one that co
   let exposition = new Exposition(await metrics.registry.metrics());
   assert.equal(exposition.histogram("network_latency_seconds", { host: "10.9.0.2:8000" }).count, 1);
   assert.equal(
+    exposition.value("network_last_latency_seconds", { host: "10.9.0.2:8000" }),
+    exposition.histogram("network_latency_seconds", { host: "10.9.0.2:8000" }).sum,
+  );
+  assert.equal(
     exposition.value("network_dial_error_total", { host: "10.9.0.3:8000", reason: "refused" }),
     1,
+  );
+  // A target that never succeeded has no last latency to show.
+  assert.deepEqual(
+    exposition.samples("network_last_latency_seconds", { host: "10.9.0.3:8000" }),
+    [],
   );
   assert.equal(
     exposition.value("network_dial_error_total", { host: "127.0.0.1:9", reason: "refused" }),
@@ -85,6 +94,10 @@ Deno.test("collector: a peer that leaves takes every series with it; one that co
     exposition.samples("network_latency_seconds_count", { host: "10.9.0.2:8000" }),
     [],
   );
+  assert.deepEqual(
+    exposition.samples("network_last_latency_seconds", { host: "10.9.0.2:8000" }),
+    [],
+  );
   assert.deepEqual(exposition.samples("network_dial_error_total", { target_node: "node-b" }), []);
   await collector.stop();
   // Static targets are kept whatever discovery says.
@@ -100,6 +113,12 @@ Deno.test("collector: a result that lands after its target left is not recorded"
     {
       latency: new client.Histogram({
         name: "t_seconds",
+        help: "h",
+        labelNames: ["host"],
+        registers: [metrics.registry],
+      }),
+      lastLatency: new client.Gauge({
+        name: "t_last_seconds",
         help: "h",
         labelNames: ["host"],
         registers: [metrics.registry],
