@@ -1,9 +1,12 @@
 /**
  * A stand-in Kubernetes API server for tests, speaking the real wire protocol
- * over HTTPS with a bearer token: paginated pod lists, chunked watch streams
- * of `{"type","object"}` lines with resourceVersions, bookmarks, ERROR events
- * with code 410, dropped connections, 503s and silent streams — each driven
- * by the test.
+ * over HTTPS with bearer tokens: paginated pod lists and gets with label and
+ * field selectors, chunked watch streams of `{"type","object"}` lines with
+ * resourceVersions, bookmarks, ERROR events with code 410, dropped
+ * connections, 503s and silent streams — each driven by the test. It also
+ * lists what DaemonSet exporters commonly ask for besides pods: services
+ * (with a clusterIP) and `discovery.k8s.io/v1` EndpointSlices derived from
+ * the pods a service selects (lists and gets only; watching those answers 405).
  * @module
  */
 
@@ -18,9 +21,21 @@ export interface PodSpec {
   labels?: Record<string, string>;
 }
 
+/** A service; with a `selector` it gets an EndpointSlice of the Ready pods it selects. */
+export interface ServiceSpec {
+  namespace: string;
+  name: string;
+  clusterIP: string;
+  ports: Array<{ name: string; port: number; protocol?: "TCP" | "UDP"; targetPort?: number }>;
+  selector?: Record<string, string>;
+}
+
+const POD_NAMESPACE = "monitoring";
+const DEFAULT_LABELS = { "app.kubernetes.io/name": "net-exporter" };
+
 interface Watcher {
   controller: ReadableStreamDefaultController<Uint8Array>;
-  labelSelector: string;
+  selects: (pod: PodSpec) => boolean;
   silent: boolean;
   timer: ReturnType<typeof setTimeout>;
   closed: boolean;
@@ -32,8 +47,14 @@ export interface TestApiServer extends AsyncDisposable {
   readonly token: string;
   /** PEM of the CA that signed the server's certificate. */
   readonly caPem: string;
-  /** "verb path" of every request, in order (verb is list or watch). */
+  /** "verb path" of every request, in order (verb is list, get or watch). */
   readonly requests: string[];
+  /** Issues a further valid token; requests made with it are counted under `client`. */
+  issueToken(client: string): string;
+  /** Requests made so far with `client`'s token ("default" for `token`). */
+  requestsBy(client: string): number;
+  /** Adds or replaces a service. */
+  applyService(service: ServiceSpec): void;
   /** Adds or replaces a pod, emitting ADDED or MODIFIED. */
   apply(pod: PodSpec): void;
   /** Deletes a pod, emitting DELETED. */
@@ -131,10 +152,10 @@ function podObject(spec: PodSpec, resourceVersion: number) {
     kind: "Pod",
     metadata: {
       name: spec.name,
-      namespace: "monitoring",
+      namespace: POD_NAMESPACE,
       uid: `uid-${spec.name}`,
       resourceVersion: String(resourceVersion),
-      labels: spec.labels ?? { "app.kubernetes.io/name": "net-exporter" },
+      labels: spec.labels ?? DEFAULT_LABELS,
       ...(spec.deleting ? { deletionTimestamp: "2026-11-26T00:00:00Z" } : {}),
       // Weight the exporter must not keep in its cache.
       managedFields: [{
@@ -156,11 +177,86 @@ function podObject(spec: PodSpec, resourceVersion: number) {
   };
 }
 
-function matches(labels: Record<string, string>, selector: string): boolean {
+/** Equality-based selector terms (`a=b`, `a==b`, `a!=b`, comma-separated) against `fields`. */
+function matches(fields: Record<string, string | undefined>, selector: string): boolean {
   return selector.split(",").filter((term) => term !== "").every((term) => {
-    const [key, value] = term.split("=");
-    return labels[key!] === value;
+    const match = /^([^!=]+)(!=|==|=)(.*)$/.exec(term);
+    if (!match) return false;
+    const [, key, operator, value] = match;
+    return operator === "!=" ? fields[key!] !== value : fields[key!] === value;
   });
+}
+
+/** The fields of a pod that field selectors can name. */
+function podFields(spec: PodSpec): Record<string, string | undefined> {
+  return {
+    "metadata.name": spec.name,
+    "metadata.namespace": POD_NAMESPACE,
+    "spec.nodeName": spec.node,
+    "status.podIP": spec.ips[0],
+    "status.phase": spec.phase ?? "Running",
+  };
+}
+
+function serviceObject(service: ServiceSpec, resourceVersion: number) {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: {
+      name: service.name,
+      namespace: service.namespace,
+      uid: `uid-svc-${service.namespace}-${service.name}`,
+      resourceVersion: String(resourceVersion),
+    },
+    spec: {
+      type: "ClusterIP",
+      clusterIP: service.clusterIP,
+      clusterIPs: [service.clusterIP],
+      ports: service.ports.map((port) => ({
+        name: port.name,
+        port: port.port,
+        protocol: port.protocol ?? "TCP",
+        targetPort: port.targetPort ?? port.port,
+      })),
+      ...(service.selector ? { selector: service.selector } : {}),
+    },
+  };
+}
+
+function endpointSliceObject(service: ServiceSpec, pods: PodSpec[], resourceVersion: number) {
+  return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    metadata: {
+      name: `${service.name}-stand`,
+      namespace: service.namespace,
+      resourceVersion: String(resourceVersion),
+      labels: {
+        "kubernetes.io/service-name": service.name,
+        "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+      },
+    },
+    addressType: "IPv4",
+    endpoints: pods.map((pod) => {
+      const ready = pod.ready !== false && !pod.deleting;
+      return {
+        addresses: [pod.ips[0]],
+        conditions: { ready, serving: pod.ready !== false, terminating: pod.deleting === true },
+        nodeName: pod.node,
+        targetRef: {
+          kind: "Pod",
+          namespace: POD_NAMESPACE,
+          name: pod.name,
+          uid: `uid-${pod.name}`,
+        },
+      };
+    }),
+    ports: service.ports.map((port) => ({
+      name: port.name,
+      port: port.targetPort ?? port.port,
+      protocol: port.protocol ?? "TCP",
+    })),
+  };
 }
 
 /** Starts the server on `hostname` (default 127.0.0.1) and a free port. */
@@ -170,10 +266,13 @@ export async function startApiServer(
   const hostname = options.hostname ?? "127.0.0.1";
   const { caPem, cert, key } = await makeCertificates(hostname);
   const token = crypto.randomUUID();
+  const clients = new Map<string, string>([[token, "default"]]);
+  const requestCounts = new Map<string, number>();
   const pods = new Map<string, PodSpec>();
+  const services = new Map<string, ServiceSpec>();
   let resourceVersion = 100;
   /** Events since the oldest resourceVersion a watch may resume from. */
-  let history: Array<{ rv: number; line: string; labels: Record<string, string> }> = [];
+  let history: Array<{ rv: number; line: string; pod: PodSpec }> = [];
   let oldestResumable = resourceVersion;
   const watchers = new Set<Watcher>();
   const tempFiles: string[] = [];
@@ -201,9 +300,8 @@ export async function startApiServer(
   const emit = (type: string, spec: PodSpec) => {
     resourceVersion++;
     const line = JSON.stringify({ type, object: podObject(spec, resourceVersion) });
-    const labels = spec.labels ?? { "app.kubernetes.io/name": "net-exporter" };
-    history.push({ rv: resourceVersion, line, labels });
-    for (const watcher of watchers) if (matches(labels, watcher.labelSelector)) send(watcher, line);
+    history.push({ rv: resourceVersion, line, pod: spec });
+    for (const watcher of watchers) if (watcher.selects(spec)) send(watcher, line);
   };
 
   const status = (code: number, reason: string, message: string) =>
@@ -218,6 +316,18 @@ export async function startApiServer(
     requests: [],
     failWith: undefined,
     silentWatches: false,
+    issueToken(client) {
+      const issued = crypto.randomUUID();
+      clients.set(issued, client);
+      return issued;
+    },
+    requestsBy(client) {
+      return requestCounts.get(client) ?? 0;
+    },
+    applyService(service) {
+      resourceVersion++;
+      services.set(`${service.namespace}/${service.name}`, service);
+    },
     apply(spec) {
       const type = pods.has(spec.name) ? "MODIFIED" : "ADDED";
       pods.set(spec.name, spec);
@@ -293,35 +403,28 @@ export async function startApiServer(
     },
   };
 
-  const handler = (request: Request): Response => {
-    const url = new URL(request.url);
-    const watch = url.searchParams.get("watch") === "1" || url.searchParams.get("watch") === "true";
-    server.requests.push(`${watch ? "watch" : "list"} ${url.pathname}${url.search}`);
-    if (request.headers.get("authorization") !== `Bearer ${token}`) {
-      return status(401, "Unauthorized", "Unauthorized");
-    }
-    if (server.failWith !== undefined) {
-      return status(server.failWith, "ServiceUnavailable", "stand-in outage");
-    }
-    if (!/^\/api\/v1\/namespaces\/[^/]+\/pods$/.test(url.pathname)) {
-      return status(404, "NotFound", "not found");
-    }
+  const selectedPods = (url: URL, namespace: string | undefined) => {
     const labelSelector = url.searchParams.get("labelSelector") ?? "";
-    if (!watch) {
-      const limit = Number(url.searchParams.get("limit") ?? options.pageSize ?? 500);
-      const offset = Number(url.searchParams.get("continue") || 0);
-      const all = [...pods.values()].filter((spec) =>
-        matches(spec.labels ?? { "app.kubernetes.io/name": "net-exporter" }, labelSelector)
-      );
-      const page = all.slice(offset, offset + limit);
-      const next = offset + limit < all.length ? String(offset + limit) : undefined;
-      return Response.json({
-        kind: "PodList",
-        apiVersion: "v1",
-        metadata: { resourceVersion: String(resourceVersion), ...(next ? { continue: next } : {}) },
-        items: page.map((spec) => podObject(spec, resourceVersion)),
-      });
-    }
+    const fieldSelector = url.searchParams.get("fieldSelector") ?? "";
+    return (pod: PodSpec) =>
+      (namespace === undefined || namespace === POD_NAMESPACE) &&
+      matches(pod.labels ?? DEFAULT_LABELS, labelSelector) &&
+      matches(podFields(pod), fieldSelector);
+  };
+
+  const list = (url: URL, kind: string, apiVersion: string, items: unknown[]) => {
+    const limit = Number(url.searchParams.get("limit") || options.pageSize || 500);
+    const offset = Number(url.searchParams.get("continue") || 0);
+    const next = offset + limit < items.length ? String(offset + limit) : undefined;
+    return Response.json({
+      kind,
+      apiVersion,
+      metadata: { resourceVersion: String(resourceVersion), ...(next ? { continue: next } : {}) },
+      items: items.slice(offset, offset + limit),
+    });
+  };
+
+  const watchPods = (url: URL, selects: (pod: PodSpec) => boolean): Response => {
     const from = Number(url.searchParams.get("resourceVersion") ?? resourceVersion);
     if (from < oldestResumable - 1) return status(410, "Expired", "too old resource version");
     const timeoutSeconds = Number(url.searchParams.get("timeoutSeconds") ?? 1800);
@@ -330,7 +433,7 @@ export async function startApiServer(
       start(controller) {
         watcher = {
           controller,
-          labelSelector,
+          selects,
           silent: server.silentWatches,
           closed: false,
           // A half-open connection never delivers the server's end of stream either.
@@ -338,7 +441,7 @@ export async function startApiServer(
         };
         watchers.add(watcher);
         for (const event of history) {
-          if (event.rv > from && matches(event.labels, labelSelector)) send(watcher, event.line);
+          if (event.rv > from && selects(event.pod)) send(watcher, event.line);
         }
       },
       cancel() {
@@ -346,6 +449,86 @@ export async function startApiServer(
       },
     });
     return new Response(body, { headers: { "content-type": "application/json" } });
+  };
+
+  const servicesIn = (namespace: string | undefined) =>
+    [...services.values()].filter((service) =>
+      namespace === undefined || service.namespace === namespace
+    );
+
+  const handler = (request: Request): Response => {
+    const url = new URL(request.url);
+    const watch = url.searchParams.get("watch") === "1" || url.searchParams.get("watch") === "true";
+    const route =
+      /^\/(?:api\/v1|apis\/discovery\.k8s\.io\/v1)(?:\/namespaces\/([^/]+))?\/(pods|services|endpointslices)(?:\/([^/]+))?$/
+        .exec(url.pathname);
+    const verb = watch ? "watch" : route?.[3] ? "get" : "list";
+    server.requests.push(`${verb} ${url.pathname}${url.search}`);
+    const client = clients.get(request.headers.get("authorization")?.replace(/^Bearer /, "") ?? "");
+    if (client === undefined) return status(401, "Unauthorized", "Unauthorized");
+    requestCounts.set(client, (requestCounts.get(client) ?? 0) + 1);
+    if (server.failWith !== undefined) {
+      return status(server.failWith, "ServiceUnavailable", "stand-in outage");
+    }
+    const [, namespace, resource, name] = route ?? [];
+    const group = url.pathname.startsWith("/apis/") ? "discovery.k8s.io" : "";
+    if (!route || (resource === "endpointslices") !== (group === "discovery.k8s.io")) {
+      return status(404, "NotFound", "not found");
+    }
+    if (watch && resource !== "pods") {
+      return status(405, "MethodNotAllowed", `the stand-in does not watch ${resource}`);
+    }
+    if (resource === "pods") {
+      const selects = selectedPods(url, namespace);
+      if (watch) return watchPods(url, selects);
+      if (name !== undefined) {
+        const pod = pods.get(name);
+        return pod && selects(pod)
+          ? Response.json(podObject(pod, resourceVersion))
+          : status(404, "NotFound", `pods "${name}" not found`);
+      }
+      return list(
+        url,
+        "PodList",
+        "v1",
+        [...pods.values()].filter(selects).map((pod) => podObject(pod, resourceVersion)),
+      );
+    }
+    const inScope = servicesIn(namespace);
+    if (resource === "services") {
+      if (name !== undefined) {
+        const service = inScope.find((candidate) => candidate.name === name);
+        return service
+          ? Response.json(serviceObject(service, resourceVersion))
+          : status(404, "NotFound", `services "${name}" not found`);
+      }
+      return list(
+        url,
+        "ServiceList",
+        "v1",
+        inScope.map((svc) => serviceObject(svc, resourceVersion)),
+      );
+    }
+    const labelSelector = url.searchParams.get("labelSelector") ?? "";
+    const slices = inScope.filter((service) => service.selector).map((service) =>
+      endpointSliceObject(
+        service,
+        [...pods.values()].filter((pod) =>
+          matches(
+            pod.labels ?? DEFAULT_LABELS,
+            Object.entries(service.selector!).map(([k, v]) => `${k}=${v}`).join(","),
+          )
+        ),
+        resourceVersion,
+      )
+    ).filter((slice) => matches(slice.metadata.labels, labelSelector));
+    if (name !== undefined) {
+      const slice = slices.find((candidate) => candidate.metadata.name === name);
+      return slice
+        ? Response.json(slice)
+        : status(404, "NotFound", `endpointslices "${name}" not found`);
+    }
+    return list(url, "EndpointSliceList", "discovery.k8s.io/v1", slices);
   };
 
   const http = Deno.serve({ hostname, port: 0, cert, key, onListen() {} }, handler);

@@ -20,7 +20,7 @@ import {
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
 /** The control point's address: API server, DNS server, scraper. */
-const CONTROL_ADDRESS = "198.18.1.1";
+export const CONTROL_ADDRESS = "198.18.1.1";
 /** The port every exporter listens on, as in a DaemonSet. */
 export const EXPORTER_PORT = 8000;
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -169,6 +169,23 @@ export class SimCluster implements AsyncDisposable {
     this.api = await startApiServer({ hostname: CONTROL_ADDRESS });
     this.dns = await startDnsServer({ hostname: CONTROL_ADDRESS });
     this.#kubeconfig = await this.api.writeKubeconfig("monitoring");
+    // What in-cluster programs look up: the cluster DNS service and the DaemonSet's own.
+    this.api.applyService({
+      namespace: "kube-system",
+      name: "kube-dns",
+      clusterIP: CONTROL_ADDRESS,
+      ports: [
+        { name: "dns", port: this.dns.port, protocol: "UDP" },
+        { name: "dns-tcp", port: this.dns.port, protocol: "TCP" },
+      ],
+    });
+    this.api.applyService({
+      namespace: "monitoring",
+      name: "net-exporter",
+      clusterIP: "None",
+      ports: [{ name: "metrics", port: EXPORTER_PORT }],
+      selector: { "app.kubernetes.io/name": "net-exporter" },
+    });
   }
 
   /** 198.18.3.1 onwards: one address per crowd pod. */
@@ -181,9 +198,9 @@ export class SimCluster implements AsyncDisposable {
 
   /**
    * Lists the crowd's pods (one node each) and starts the one listener that
-   * answers for all their addresses.
+   * answers for all their addresses, on each of `ports`.
    */
-  async startCrowd(): Promise<void> {
+  async startCrowd(ports: readonly number[] = [EXPORTER_PORT]): Promise<void> {
     this.#crowdListener = new Deno.Command("ip", {
       args: [
         "netns",
@@ -192,7 +209,7 @@ export class SimCluster implements AsyncDisposable {
         "python3",
         "-c",
         CROWD_LISTENER,
-        String(EXPORTER_PORT),
+        ...ports.map(String),
       ],
       stdin: "piped",
       stdout: "piped",
@@ -254,8 +271,13 @@ export class SimCluster implements AsyncDisposable {
     await Promise.all(this.nodes.map((node) => this.#startExporter(node, extraArgs)));
   }
 
-  async #startExporter(node: SimNode, extraArgs: string[], ready = true): Promise<void> {
+  /** Lists (or updates) `node`'s current pod in the stand-in API server. */
+  applyPod(node: SimNode, ready: boolean): void {
     this.api.apply({ name: node.podName, node: node.name, ips: [node.address], ready });
+  }
+
+  async #startExporter(node: SimNode, extraArgs: string[], ready = true): Promise<void> {
+    this.applyPod(node, ready);
     node.exporter = await startExporter(
       [
         `--k8s.kubeconfig=${this.#kubeconfig}`,
@@ -283,16 +305,32 @@ export class SimCluster implements AsyncDisposable {
     );
   }
 
-  /**
-   * Replaces `node`'s exporter the way a rolling update does: the pod turns
-   * not ready, then is marked deleting, gets SIGTERM and is removed; a new pod
-   * (new name, new IP) starts, and turns Ready when its /readyz says so.
-   * `beforeStop` runs just before the old process gets SIGTERM.
-   */
+  /** Replaces `node`'s exporter the way a rolling update does (see {@link replacePod}). */
   async restart(
     node: SimNode,
     beforeStop: () => Promise<void>,
     extraArgs: string[] = [],
+  ): Promise<void> {
+    await this.replacePod(node, {
+      beforeStop,
+      stop: async () => void await node.exporter!.stop(),
+      start: async () => {
+        await this.#startExporter(node, extraArgs, false);
+        await waitUntilReady(node.exporter!, 10 * this.options.intervalMs);
+      },
+    });
+  }
+
+  /**
+   * Replaces `node`'s pod the way a rolling update does: the pod turns not
+   * ready, then is marked deleting; `beforeStop` runs, `stop` ends its
+   * processes and the pod is removed; a new pod (new name, new IP) is listed
+   * not ready, `start` starts its processes (resolving once they are ready)
+   * and the pod turns Ready.
+   */
+  async replacePod(
+    node: SimNode,
+    steps: { beforeStop(): Promise<void>; stop(): Promise<void>; start(): Promise<void> },
   ): Promise<void> {
     const old = { podName: node.podName, address: node.address };
     this.api.apply({ name: old.podName, node: node.name, ips: [old.address], ready: false });
@@ -304,8 +342,8 @@ export class SimCluster implements AsyncDisposable {
       ready: false,
       deleting: true,
     });
-    await beforeStop();
-    await node.exporter!.stop();
+    await steps.beforeStop();
+    await steps.stop();
     this.api.remove(old.podName);
     const generation = ++this.#generation;
     node.podName = `net-exporter-${node.index}-${generation}`;
@@ -315,13 +353,21 @@ export class SimCluster implements AsyncDisposable {
     await this.#command({ alias: { address: node.address, of: old.address } });
     await run("ip", "-n", node.netns, "addr", "del", `${old.address}/15`, "dev", "tun0");
     await this.#command({ unalias: { address: old.address } });
-    await this.#startExporter(node, extraArgs, false);
-    await waitUntilReady(node.exporter!, 10 * this.options.intervalMs);
-    this.api.apply({ name: node.podName, node: node.name, ips: [node.address] });
+    this.applyPod(node, false);
+    await steps.start();
+    this.applyPod(node, true);
   }
 
-  /** Handshake times from `from` to `to` measured by Python's socket.connect (milliseconds). */
-  async reference(from: SimNode, to: SimNode, samples: number): Promise<number[]> {
+  /**
+   * Handshake times from `from` to `to`'s `port` measured by Python's
+   * socket.connect (milliseconds).
+   */
+  async reference(
+    from: SimNode,
+    to: SimNode,
+    samples: number,
+    port = EXPORTER_PORT,
+  ): Promise<number[]> {
     const output = await run(
       "ip",
       "netns",
@@ -330,7 +376,7 @@ export class SimCluster implements AsyncDisposable {
       "python3",
       REFERENCE,
       to.address,
-      String(EXPORTER_PORT),
+      String(port),
       String(samples),
     );
     return JSON.parse(output) as number[];
@@ -338,6 +384,10 @@ export class SimCluster implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.exporter?.stop().catch(() => {})));
+    // The servers go while the links still carry their goodbyes: a connection whose peer
+    // namespace is gone would keep them retransmitting for minutes.
+    if (this.api) await this.api[Symbol.asyncDispose]();
+    if (this.dns) await this.dns[Symbol.asyncDispose]();
     if (this.#emulator) {
       await this.#emulatorIn?.close().catch(() => {});
       await this.#emulatorOut?.cancel().catch(() => {});
@@ -351,24 +401,38 @@ export class SimCluster implements AsyncDisposable {
     for (const node of this.nodes) await tryRun("ip", "netns", "del", node.netns);
     if (this.options.crowd) await tryRun("ip", "netns", "del", this.#crowdNetns);
     await tryRun("ip", "link", "del", this.#control);
-    if (this.api) await this.api[Symbol.asyncDispose]();
-    if (this.dns) await this.dns[Symbol.asyncDispose]();
   }
 }
 
-// One socket on every address of the crowd's namespace; exits when stdin closes.
+/**
+ * For command-line runs: tears `cluster` down and exits with `code`. The
+ * teardown gets at most 30 s, so a run always ends by itself.
+ */
+export async function exitAfterTeardown(cluster: SimCluster, code: number): Promise<never> {
+  await Promise.race([
+    cluster[Symbol.asyncDispose](),
+    new Promise((resolve) => setTimeout(resolve, 30_000)),
+  ]);
+  Deno.exit(code);
+}
+
+// One socket per port on every address of the crowd's namespace; exits when stdin closes.
 const CROWD_LISTENER = `
 import select, socket, sys
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind(("0.0.0.0", int(sys.argv[1])))
-server.listen(4096)
+servers = []
+for port in sys.argv[1:]:
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", int(port)))
+    server.listen(4096)
+    servers.append(server)
 print("listening", flush=True)
 while True:
-    readable, _, _ = select.select([server, sys.stdin], [], [])
+    readable, _, _ = select.select(servers + [sys.stdin], [], [])
     if sys.stdin in readable and not sys.stdin.buffer.read1(1):
         break
-    if server in readable:
-        connection, _ = server.accept()
-        connection.close()
+    for server in servers:
+        if server in readable:
+            connection, _ = server.accept()
+            connection.close()
 `;

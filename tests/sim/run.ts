@@ -8,7 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { SimCluster, type SimNode } from "./cluster.ts";
+import { exitAfterTeardown, SimCluster, type SimNode } from "./cluster.ts";
 import {
   DialErrorTally,
   exporterSamples,
@@ -137,16 +137,6 @@ async function loss(cluster: SimCluster, a: SimNode, b: SimNode, fraction: numbe
     success_median_ms: latencies.length ? round(median(latencies)) : null,
     success_max_ms: latencies.length ? round(Math.max(...latencies)) : null,
   };
-}
-
-/**
- * Tears the cluster down and exits. Namespaces and devices go first; the
- * stand-in servers, which may still be draining a connection whose peer
- * namespace is gone, get what is left of 30 s, so the run always ends by itself.
- */
-async function finish(cluster: SimCluster, code: number): Promise<never> {
-  await Promise.race([cluster[Symbol.asyncDispose](), sleep(30_000)]);
-  Deno.exit(code);
 }
 
 async function main(cluster: SimCluster, nodes: number, crowd: number): Promise<void> {
@@ -377,12 +367,12 @@ const cluster = await SimCluster.create({
   intervalMs: INTERVAL_MS,
   timeoutMs: TIMEOUT_MS,
 });
-Deno.addSignalListener("SIGINT", () => finish(cluster, 130));
-Deno.addSignalListener("SIGTERM", () => finish(cluster, 143));
+Deno.addSignalListener("SIGINT", () => exitAfterTeardown(cluster, 130));
+Deno.addSignalListener("SIGTERM", () => exitAfterTeardown(cluster, 143));
 try {
   await main(cluster, nodes, crowd);
 } catch (error) {
   console.error(error);
-  await finish(cluster, 1);
+  await exitAfterTeardown(cluster, 1);
 }
-await finish(cluster, 0);
+await exitAfterTeardown(cluster, 0);

@@ -1,0 +1,151 @@
+/**
+ * The comparison's configuration and arithmetic, without namespaces: a bad
+ * entry is refused with one line naming it; placeholders fill; histogram
+ * quantiles, counter increases and per-target failures read as Prometheus
+ * would read them.
+ */
+
+import { assert, assertNear } from "./helpers/assert.ts";
+import { parseSamples } from "./helpers/metrics.ts";
+import {
+  errorCount,
+  histogramQuantile,
+  latency,
+  probeCount,
+  type Recording,
+} from "./sim/recording.ts";
+import { fill, fillArgv, loadTools, type ToolConfig, validateTools } from "./sim/tools.ts";
+
+const shipped = await loadTools(new URL("./sim/compare.yaml", import.meta.url).pathname);
+
+Deno.test("comparison config: the shipped file and the plug-in fixture load", async () => {
+  assert.deepEqual(shipped.map((tool) => tool.name), ["net-exporter", "blackbox_exporter"]);
+  const plugin = await loadTools(
+    new URL("./fixtures/compare_plugin.yaml", import.meta.url).pathname,
+  );
+  assert.equal(plugin[0]!.scrape.mode, "background");
+});
+
+Deno.test("comparison config: each mistake is refused with one line naming it", () => {
+  const base = structuredClone(shipped[0]!) as unknown as Record<string, unknown>;
+  const cases: Array<[(tool: Record<string, unknown>) => void, RegExp]> = [
+    [(tool) => delete tool.name, /tools\[0\]\.name must be a string/],
+    [
+      (tool) => (tool.port = 70000),
+      /tools\[0\]\.port must be a port number: current value is 70000/,
+    ],
+    [(tool) => (tool.command = []), /tools\[0\]\.command must be a non-empty list/],
+    [(tool) => (tool.scrape = { mode: "push" }), /scrape\.mode must be background or per_target/],
+    [
+      (tool) => ((tool.dial as Record<string, unknown>).latency = { metric: "x", type: "summary" }),
+      /tools\[0\]\.dial\.latency\.type must be histogram, gauge or counter: current value is "summary"/,
+    ],
+    [
+      (tool) => delete (tool.dns as Record<string, unknown>).successes,
+      /tools\[0\]\.dns\.successes is needed by background tools/,
+    ],
+    [
+      (tool) => delete (tool.dial as Record<string, unknown>).target,
+      /tools\[0\]\.dial\.target needs label and value/,
+    ],
+  ];
+  for (const [mutate, message] of cases) {
+    const tool = structuredClone(base);
+    mutate(tool);
+    assert.throws(() => validateTools({ tools: [tool] }), message);
+  }
+  assert.throws(() => validateTools({ tools: [base, base] }), /tools\[1\]\.name repeats/);
+  assert.throws(() => validateTools({}), /tools must be a non-empty list/);
+  const gauge = structuredClone(shipped[1]!) as unknown as Record<string, Record<string, unknown>>;
+  delete (gauge.dial!.errors as Record<string, unknown>).failed_when;
+  assert.throws(() => validateTools({ tools: [gauge] }), /dial\.errors\.failed_when is needed/);
+});
+
+Deno.test("comparison config: placeholders fill, a list placeholder spreads, an unknown one is refused", () => {
+  const values = { pod_ip: "198.18.0.1", port: "8000", start_flags: ["--a", "--b"] };
+  assert.equal(fill("{pod_ip}:{port}", values), "198.18.0.1:8000");
+  assert.deepEqual(fillArgv(["deno", "{start_flags}", "--listen={pod_ip}"], values), [
+    "deno",
+    "--a",
+    "--b",
+    "--listen=198.18.0.1",
+  ]);
+  assert.throws(() => fill("{nope}", values), /Cannot fill \{nope\}/);
+});
+
+Deno.test("comparison arithmetic: histogram_quantile interpolates inside the bucket", () => {
+  const buckets: Array<[number, number]> = [[0.025, 0], [0.05, 10], [Infinity, 10]];
+  assertNear(histogramQuantile(0.5, buckets), 0.0375, 1e-12, "median");
+  assertNear(histogramQuantile(0.99, buckets), 0.04975, 1e-12, "p99");
+  assert.equal(histogramQuantile(0.5, [[0.1, 0], [Infinity, 4]]), 0.1);
+});
+
+function recording(
+  at: number,
+  text: string,
+  extra: Partial<Recording> = {},
+): Recording {
+  return {
+    instance: "i",
+    kind: "metrics",
+    startedAt: at - 1,
+    at,
+    samples: parseSamples(text),
+    ...extra,
+  };
+}
+
+Deno.test("comparison arithmetic: counters count increases, a new series from 0, a restart as a reset", () => {
+  const tool = shipped[0]!;
+  const series = (host: string, value: number) =>
+    `network_dial_error_total{host="${host}",reason="timeout"} ${value}\n`;
+  const recordings = [
+    recording(1, series("10.0.0.2:8000", 5)),
+    recording(2, series("10.0.0.2:8000", 7) + series("10.0.0.3:8000", 1)),
+    recording(3, series("10.0.0.2:8000", 2)), // restarted: counts 2
+  ];
+  assert.equal(errorCount(tool, recordings, { kind: "dial" }, 1, 3), 2 + 1 + 2);
+  assert.equal(errorCount(tool, recordings, { kind: "dial", peerIp: "10.0.0.3" }, 1, 3), 1);
+  assert.equal(
+    probeCount(
+      tool,
+      [
+        recording(1, 'network_latency_seconds_count{host="a"} 10\n'),
+        recording(2, 'network_latency_seconds_count{host="a"} 14\n' + series("a", 1)),
+      ],
+      1,
+      2,
+    ),
+    5,
+  );
+});
+
+Deno.test("comparison arithmetic: a last-latency gauge gives one sample per new value", () => {
+  const tool: ToolConfig = shipped[0]!;
+  const gauge = (value: number) => `network_last_latency_seconds{host="10.0.0.2:8000"} ${value}\n`;
+  const figures = latency(
+    tool,
+    [recording(1, gauge(0.010)), recording(2, gauge(0.010)), recording(3, gauge(0.030))],
+    { kind: "dial", peerIp: "10.0.0.2" },
+    0,
+    3,
+  );
+  assert.deepEqual(figures, { median_ms: 10, p99_ms: 30, samples: 2 });
+});
+
+Deno.test("comparison arithmetic: a per-target tool's failed probes are errors, not latencies", () => {
+  const tool = shipped[1]!;
+  const probe = (at: number, success: number, seconds: number) =>
+    recording(at, `probe_success ${success}\nprobe_duration_seconds ${seconds}\n`, {
+      kind: "dial",
+      peer: "10.0.0.2",
+    });
+  const recordings = [probe(1, 1, 0.002), probe(2, 0, 0.5), probe(3, 1, 0.004)];
+  assert.equal(errorCount(tool, recordings, { kind: "dial", peerIp: "10.0.0.2" }, 0, 3), 1);
+  assert.deepEqual(latency(tool, recordings, { kind: "dial", peerIp: "10.0.0.2" }, 0, 3), {
+    median_ms: 2,
+    p99_ms: 4,
+    samples: 2,
+  });
+  assert.equal(probeCount(tool, recordings, 0, 3), 3);
+});

@@ -1,0 +1,95 @@
+/**
+ * The comparison bench in small: net-exporter, blackbox_exporter and a tool
+ * plugged in by configuration alone (tests/fixtures/plugin_exporter.py, which
+ * finds its pod, the cluster DNS and its peers the way in-cluster exporters
+ * do) through every scenario on three simulated nodes. The full run is
+ * `deno task compare`.
+ */
+
+import { assert } from "./helpers/assert.ts";
+import { requires } from "./helpers/requirements.ts";
+import { SimCluster } from "./sim/cluster.ts";
+import { compare, markdown } from "./sim/compare.ts";
+import { loadTools } from "./sim/tools.ts";
+
+const NAME =
+  "comparison: every tool, plugged in by configuration, goes through every scenario and gets every figure";
+Deno.test({
+  name: NAME,
+  ignore: !requires(NAME, {
+    root: true,
+    commands: ["ip", "python3", "openssl", "unshare", "mount", "prometheus-blackbox-exporter"],
+    devices: ["/dev/net/tun"],
+  }),
+  async fn() {
+    const tools = [
+      ...await loadTools(new URL("./sim/compare.yaml", import.meta.url).pathname),
+      ...await loadTools(new URL("./fixtures/compare_plugin.yaml", import.meta.url).pathname),
+    ];
+    const options = {
+      intervalMs: 1_000,
+      timeoutMs: 500,
+      delaysMs: [20],
+      windowIntervals: 5,
+      trials: 1,
+      crowd: 10,
+    };
+    await using cluster = await SimCluster.create({ nodes: 3, ...options });
+    const report = await compare(cluster, tools, options);
+    const rows = report.tools as Record<string, Record<string, number | string | null>>;
+    type Figures = { samples: number; median_ms: number; median_error_ms: number };
+    const step = (report.accuracy as Array<Record<string, Figures>>)[0]!;
+    const bound = options.intervalMs + options.timeoutMs;
+
+    for (const tool of ["net-exporter", "blackbox_exporter", "plugin-exporter"]) {
+      const row = rows[tool]!;
+      assert.ok(step[tool]!.samples >= 3, `${tool}: latency samples ${step[tool]!.samples}`);
+      assert.equal(row.errors_on_slow_links, 0, `${tool}: no error on links that are only slow`);
+      assert.equal(row.cut_detection_missed, 0, `${tool}: sees the cut node`);
+      assert.ok(
+        (row.cut_detection_max_ms as number) <= 2 * bound,
+        `${tool}: ${row.cut_detection_max_ms} ms`,
+      );
+      assert.equal(row.cut_false_alarms_on_healthy_peers, 0, `${tool}: no error for healthy peers`);
+      assert.equal(row.dns_silent_detection_missed, 0, `${tool}: sees the silent DNS server`);
+      assert.equal(row.dns_servfail_detection_missed, 0, `${tool}: sees SERVFAIL`);
+      for (
+        const figure of ["steady_rss_mib", "steady_cpu_seconds_per_1000_probes", "load_rss_mib"]
+      ) {
+        assert.ok((row[figure] as number) > 0, `${tool}: ${figure} = ${row[figure]}`);
+      }
+      assert.ok((row.load_probes_per_second as number) >= 10, `${tool}: probes the crowd too`);
+      assert.equal(row.series_left_for_old_pod_ips, 0, `${tool}: no series for old pods`);
+    }
+    // Exact last latencies: within 1 ms of the reference plus the emulator's own share.
+    for (const tool of ["net-exporter", "blackbox_exporter"]) {
+      assert.ok(
+        Math.abs(step[tool]!.median_error_ms) <= 1.5,
+        `${tool}: ${step[tool]!.median_error_ms} ms`,
+      );
+    }
+    // A histogram's quantile is only known to its bucket: 25–50 ms here, as histogram_quantile says.
+    const plugin = step["plugin-exporter"]!;
+    assert.ok(plugin.median_ms > 25 && plugin.median_ms <= 50, `plugin median ${plugin.median_ms}`);
+
+    assert.equal(rows["net-exporter"]!.rolling_restart_dial_errors, 0);
+    assert.equal(rows["net-exporter"]!.probing_depends_on_scraping, "no");
+    assert.equal(rows["plugin-exporter"]!.probing_depends_on_scraping, "no");
+    assert.equal(rows["blackbox_exporter"]!.probing_depends_on_scraping, "yes");
+    assert.equal(rows["blackbox_exporter"]!.api_requests_per_minute_per_instance, 0);
+    assert.ok((rows["net-exporter"]!.api_requests_per_minute_per_instance as number) > 0);
+    // The plug-in found its own pod, the DNS service and its peers the in-cluster way.
+    for (
+      const request of [
+        "list /api/v1/namespaces/monitoring/pods?fieldSelector=status.podIP",
+        "get /api/v1/namespaces/kube-system/services/kube-dns",
+        "list /apis/discovery.k8s.io/v1/namespaces/monitoring/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dnet-exporter",
+      ]
+    ) assert.ok(cluster.api.requests.some((seen) => seen.startsWith(request)), request);
+    assert.ok((rows["plugin-exporter"]!.api_requests_per_minute_per_instance as number) > 30);
+
+    const table = markdown(report);
+    assert.match(table, /\| figure \| net-exporter \| blackbox_exporter \| plugin-exporter \|/);
+    assert.doesNotMatch(table, /undefined|NaN/);
+  },
+});

@@ -1,0 +1,643 @@
+/**
+ * `deno task compare`: net-exporter beside the tools users run today
+ * (compare.yaml), every one on every simulated node, through the same
+ * scenarios in one run: accuracy at several injected delays against an
+ * independent reference, detection of a cut node and of a silent or SERVFAIL
+ * DNS server, a rolling restart, and load (many peers, a busy scraper).
+ * Writes report.json and report.md.
+ *
+ * Usage (as root): deno task compare [--nodes=5] [--crowd=500] [--config=tests/sim/compare.yaml] [--out=compare-report]
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { exitAfterTeardown, SimCluster, type SimNode } from "./cluster.ts";
+import {
+  detectionMs,
+  errorCount,
+  latency,
+  probeCount,
+  quantile,
+  Recorder,
+  scrapeTimes,
+  type Selection,
+  ServiceDiscovery,
+} from "./recording.ts";
+import { loadTools, type ProcessUsage, type ToolConfig, ToolInstance } from "./tools.ts";
+
+/** What to run. */
+export interface CompareOptions {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** One-way delays (ms) of the accuracy steps. */
+  readonly delaysMs: readonly number[];
+  /** Intervals each accuracy step records for. */
+  readonly windowIntervals: number;
+  /** Cut-node trials (each cuts another node), and DNS trials of each kind. */
+  readonly trials: number;
+  /** Crowd pods for the load phase; 0 skips it. */
+  readonly crowd: number;
+  readonly log?: (line: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const round = (value: number | undefined | null, digits = 3) =>
+  value === undefined || value === null || Number.isNaN(value)
+    ? null
+    : Math.round(value * 10 ** digits) / 10 ** digits;
+const median = (values: readonly number[]) =>
+  values.length === 0 ? undefined : quantile(values, 0.5);
+
+/** One tool running on every node, scraped. */
+class Fleet {
+  readonly tool: ToolConfig;
+  readonly token: string;
+  readonly recorders = new Map<SimNode, Recorder>();
+  readonly instances = new Map<SimNode, ToolInstance>();
+  /** Usage of processes that have exited, so totals survive restarts. */
+  retiredCpuSeconds = 0;
+
+  constructor(tool: ToolConfig, token: string) {
+    this.tool = tool;
+    this.token = token;
+  }
+
+  async startOn(
+    node: SimNode,
+    cluster: SimCluster,
+    options: CompareOptions,
+    extraArgs: readonly string[] = [],
+  ): Promise<void> {
+    const instance = await ToolInstance.start(this.tool, node, cluster, this.token, {
+      intervalMs: options.intervalMs,
+      timeoutMs: options.timeoutMs,
+      extraArgs,
+    });
+    this.instances.set(node, instance);
+    this.recorders.get(node)!.instance = instance;
+  }
+
+  async stopOn(node: SimNode): Promise<void> {
+    const instance = this.instances.get(node);
+    if (!instance) return;
+    this.retiredCpuSeconds += (await instance.usage())?.cpuSeconds ?? 0;
+    this.recorders.get(node)!.instance = undefined;
+    this.instances.delete(node);
+    await instance.stop();
+  }
+
+  /** Every node's scrapes, in time order. */
+  recordings() {
+    return [...this.recorders.values()].flatMap((recorder) => recorder.recordings);
+  }
+
+  async usage(node: SimNode): Promise<ProcessUsage | undefined> {
+    return await this.instances.get(node)?.usage();
+  }
+}
+
+/** Runs every scenario for every tool on `cluster`; returns the report. */
+export async function compare(
+  cluster: SimCluster,
+  tools: readonly ToolConfig[],
+  options: CompareOptions,
+): Promise<Record<string, unknown>> {
+  const log = options.log ?? (() => {});
+  const started = new Date().toISOString();
+  const { intervalMs } = options;
+  const discovery = new ServiceDiscovery(
+    cluster.api.url,
+    cluster.api.caPem,
+    cluster.api.issueToken("prometheus"),
+  );
+  const fleets = tools.map((tool) => new Fleet(tool, cluster.api.issueToken(tool.name)));
+  for (const fleet of fleets) {
+    for (const node of cluster.nodes) {
+      fleet.recorders.set(
+        node,
+        new Recorder(fleet.tool, node, { intervalMs, discovery, dnsServer: cluster.dns.address }),
+      );
+    }
+  }
+  const recorders = fleets.flatMap((fleet) => [...fleet.recorders.values()]);
+  const runStartedAt = performance.now();
+  try {
+    log(`starting ${tools.map((tool) => tool.name).join(", ")} on ${cluster.nodes.length} nodes`);
+    for (const node of cluster.nodes) cluster.applyPod(node, false);
+    await Promise.all(
+      cluster.nodes.flatMap((node) => fleets.map((fleet) => fleet.startOn(node, cluster, options))),
+    );
+    for (const node of cluster.nodes) cluster.applyPod(node, true);
+    await discovery.start();
+    for (const recorder of recorders) recorder.start();
+    const report = await scenarios(cluster, fleets, discovery, options, log);
+    const minutes = (performance.now() - runStartedAt) / 60_000;
+    for (const fleet of fleets) {
+      const row = (report.tools as Record<string, Record<string, unknown>>)[fleet.tool.name]!;
+      row.api_requests_per_minute_per_instance = round(
+        cluster.api.requestsBy(fleet.tool.name) / cluster.nodes.length / minutes,
+        1,
+      );
+    }
+    return {
+      started,
+      machine: `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores`,
+      nodes: cluster.nodes.length,
+      interval_ms: intervalMs,
+      timeout_ms: options.timeoutMs,
+      ...report,
+    };
+  } finally {
+    await Promise.all(recorders.map((recorder) => recorder.stop()));
+    await discovery.stop();
+    await Promise.all(
+      fleets.flatMap((fleet) => cluster.nodes.map((node) => fleet.stopOn(node))),
+    );
+  }
+}
+
+async function scenarios(
+  cluster: SimCluster,
+  fleets: readonly Fleet[],
+  discovery: ServiceDiscovery,
+  options: CompareOptions,
+  log: (line: string) => void,
+): Promise<Record<string, unknown>> {
+  const { intervalMs, timeoutMs } = options;
+  const [a, b] = cluster.nodes as [SimNode, SimNode];
+  const rows = new Map(fleets.map((fleet) => [fleet, {} as Record<string, unknown>]));
+  const referencePort = fleets[0]!.tool.port;
+  await sleep(3 * intervalMs);
+
+  // Accuracy, and errors counted on links that are only slow (false alarms).
+  const accuracy: Record<string, unknown>[] = [];
+  const steadyFrom = performance.now();
+  const cpuBefore = await cpuSeconds(fleets, cluster.nodes);
+  for (const oneWayMs of options.delaysMs) {
+    log(`accuracy: ${oneWayMs} ms one way`);
+    await cluster.setAllLinks({ delay_ms: oneWayMs });
+    await sleep(2 * intervalMs);
+    const from = performance.now();
+    await sleep(options.windowIntervals * intervalMs);
+    const to = performance.now();
+    const reference = await cluster.reference(a, b, 20, referencePort);
+    const referenceMedian = median(reference)!;
+    const referenceP99 = quantile(reference, 0.99);
+    const step: Record<string, unknown> = {
+      one_way_ms: oneWayMs,
+      reference_median_ms: round(referenceMedian),
+      reference_p99_ms: round(referenceP99),
+    };
+    for (const fleet of fleets) {
+      const figures = latency(
+        fleet.tool,
+        fleet.recorders.get(a)!.recordings,
+        {
+          kind: "dial",
+          peerIp: b.address,
+        },
+        from,
+        to,
+      );
+      step[fleet.tool.name] = {
+        median_ms: round(figures?.median_ms),
+        p99_ms: round(figures?.p99_ms),
+        samples: figures?.samples ?? 0,
+        median_error_ms: round(figures && figures.median_ms - referenceMedian),
+        p99_error_ms: round(figures && figures.p99_ms - referenceP99),
+        errors_on_slow_links: errorCount(
+          fleet.tool,
+          fleet.recordings(),
+          { kind: "dial" },
+          from,
+          to,
+        ),
+      };
+    }
+    accuracy.push(step);
+  }
+  const steadyTo = performance.now();
+  const cpuAfter = await cpuSeconds(fleets, cluster.nodes);
+  for (const fleet of fleets) {
+    const row = rows.get(fleet)!;
+    const steps = accuracy.map((step) => step[fleet.tool.name] as Record<string, number | null>);
+    const errors = steps.map((step) => step.median_error_ms).filter((e) => e !== null);
+    const p99Errors = steps.map((step) => step.p99_error_ms).filter((e) => e !== null);
+    row.latency_median_error_ms_worst = round(maxAbs(errors as number[]));
+    row.latency_p99_error_ms_worst = round(maxAbs(p99Errors as number[]));
+    row.errors_on_slow_links = steps.reduce(
+      (sum, step) => sum + (step.errors_on_slow_links ?? 0),
+      0,
+    );
+    const probes = probeCount(fleet.tool, fleet.recordings(), steadyFrom, steadyTo);
+    row.steady_probes_per_second = round(probes / ((steadyTo - steadyFrom) / 1000), 1);
+    row.steady_cpu_seconds_per_1000_probes = round(
+      (cpuAfter.get(fleet)! - cpuBefore.get(fleet)!) / probes * 1000,
+    );
+    const rss = await Promise.all(cluster.nodes.map((node) => fleet.usage(node)));
+    row.steady_rss_mib = round(median(rss.map((usage) => (usage?.rssBytes ?? 0) / 2 ** 20)), 1);
+    const times = fleet.recordings().filter((recording) =>
+      recording.at > steadyFrom && recording.at <= steadyTo
+    );
+    const scrape = times.map((recording) => recording.at - recording.startedAt);
+    row.steady_scrape_median_ms = round(median(scrape));
+    row.steady_scrape_p99_ms = round(quantile(scrape, 0.99));
+  }
+  await cluster.setAllLinks({ delay_ms: 0 });
+
+  // Does probing go on without scrapes?
+  log("probing without scrapes");
+  for (const fleet of fleets) {
+    const recorder = fleet.recorders.get(a)!;
+    const gapFrom = performance.now();
+    recorder.paused = true;
+    await sleep(5 * intervalMs);
+    recorder.paused = false;
+    await sleep(1.5 * intervalMs);
+    // What ran while nobody asked: the counters a background tool keeps, a per-target tool's requests.
+    const probes = fleet.tool.scrape.mode === "background"
+      ? probeCount(fleet.tool, recorder.recordings, gapFrom, performance.now())
+      : recorder.recordings.filter((recording) =>
+        recording.kind !== "metrics" && recording.startedAt >= gapFrom &&
+        recording.startedAt < gapFrom + 5 * intervalMs
+      ).length;
+    rows.get(fleet)!.probes_while_unscraped_5_intervals = probes;
+    rows.get(fleet)!.probing_depends_on_scraping = probes === 0 ? "yes" : "no";
+  }
+
+  // Detection: cut nodes, one after another, and the DNS server failing; every node observes.
+  const bound = intervalMs + timeoutMs;
+  const recorders = fleets.flatMap((fleet) => [...fleet.recorders.values()]);
+  type Observation = { observer: SimNode; selection: Selection };
+  const detect = async (
+    what: string,
+    inject: () => void | Promise<void>,
+    restore: () => void | Promise<void>,
+    observations: readonly Observation[],
+  ) => {
+    log(`detection: ${what}`);
+    for (const recorder of recorders) recorder.pollMs = 100;
+    // A random phase: trials of equal length would otherwise hit every schedule at the same point.
+    await sleep((2 + Math.random()) * intervalMs);
+    const at = performance.now();
+    await inject();
+    await sleep(2 * bound + intervalMs);
+    await restore();
+    const until = performance.now();
+    for (const recorder of recorders) recorder.pollMs = intervalMs;
+    return {
+      at,
+      until,
+      times: (fleet: Fleet) =>
+        observations.map(({ observer, selection }) =>
+          detectionMs(fleet.tool, fleet.recorders.get(observer)!.recordings, selection, at, until)
+        ),
+    };
+  };
+  const cutTimes = new Map<Fleet, Array<number | undefined>>(fleets.map((fleet) => [fleet, []]));
+  const cutFalseAlarms = new Map<Fleet, number>(fleets.map((fleet) => [fleet, 0]));
+  for (let trial = 0; trial < options.trials; trial++) {
+    const cut = cluster.nodes[1 + (trial % (cluster.nodes.length - 1))]!;
+    const observers = cluster.nodes.filter((node) => node !== cut);
+    const result = await detect(
+      `${cut.name} cut off`,
+      () => cluster.isolate(cut, "cut"),
+      () => cluster.isolate(cut, {}),
+      observers.map((observer) => ({ observer, selection: { kind: "dial", peerIp: cut.address } })),
+    );
+    for (const fleet of fleets) {
+      cutTimes.get(fleet)!.push(...result.times(fleet));
+      // Errors counted for peers that were never cut.
+      for (const observer of observers) {
+        for (const peer of observers.filter((node) => node !== observer)) {
+          cutFalseAlarms.set(
+            fleet,
+            cutFalseAlarms.get(fleet)! + errorCount(
+              fleet.tool,
+              fleet.recorders.get(observer)!.recordings,
+              { kind: "dial", peerIp: peer.address },
+              result.at,
+              result.until,
+            ),
+          );
+        }
+      }
+    }
+  }
+  const dnsTimes = {
+    timeout: new Map<Fleet, Array<number | undefined>>(fleets.map((fleet) => [fleet, []])),
+    servfail: new Map<Fleet, Array<number | undefined>>(fleets.map((fleet) => [fleet, []])),
+  };
+  for (const reason of ["timeout", "servfail"] as const) {
+    for (let trial = 0; trial < options.trials; trial++) {
+      const result = await detect(
+        `DNS server ${reason === "timeout" ? "silent" : "answers SERVFAIL"}`,
+        () => {
+          cluster.dns.behaviour = () =>
+            reason === "timeout" ? { silent: true } : { rcode: "SERVFAIL" };
+        },
+        () => {
+          cluster.dns.behaviour = () => ({ a: ["10.96.0.1"] });
+        },
+        cluster.nodes.map((observer) => ({ observer, selection: { kind: "dns" } })),
+      );
+      for (const fleet of fleets) dnsTimes[reason].get(fleet)!.push(...result.times(fleet));
+    }
+  }
+  for (const fleet of fleets) {
+    const row = rows.get(fleet)!;
+    const summary = (times: Array<number | undefined>) => {
+      const seen = times.filter((time): time is number => time !== undefined);
+      return {
+        median: round(median(seen), 0),
+        max: seen.length ? round(Math.max(...seen), 0) : null,
+        missed: times.length - seen.length,
+      };
+    };
+    const cut = summary(cutTimes.get(fleet)!);
+    row.cut_observations = cutTimes.get(fleet)!.length;
+    row.cut_detection_median_ms = cut.median;
+    row.cut_detection_max_ms = cut.max;
+    row.cut_detection_missed = cut.missed;
+    row.cut_false_alarms_on_healthy_peers = cutFalseAlarms.get(fleet);
+    const silent = summary(dnsTimes.timeout.get(fleet)!);
+    row.dns_silent_detection_median_ms = silent.median;
+    row.dns_silent_detection_missed = silent.missed;
+    const servfail = summary(dnsTimes.servfail.get(fleet)!);
+    row.dns_servfail_detection_median_ms = servfail.median;
+    row.dns_servfail_detection_missed = servfail.missed;
+  }
+
+  // Rolling restart: every pod replaced (new name, new IP), links healthy.
+  log("rolling restart of every pod");
+  await cluster.setAllLinks({ delay_ms: 1 });
+  await sleep(2 * intervalMs);
+  const oldAddresses = cluster.nodes.map((node) => node.address);
+  const rolloutFrom = performance.now();
+  for (const node of cluster.nodes) {
+    await cluster.replacePod(node, {
+      beforeStop: () => Promise.resolve(),
+      stop: async () => void await Promise.all(fleets.map((fleet) => fleet.stopOn(node))),
+      start: async () =>
+        void await Promise.all(fleets.map((fleet) => fleet.startOn(node, cluster, options))),
+    });
+    await sleep(intervalMs);
+  }
+  // The last pod's peers get interval + timeout to notice, Prometheus' discovery its 5 s.
+  await sleep(Math.max(2 * bound, 5_000 + intervalMs));
+  const rolloutTo = performance.now();
+  for (const fleet of fleets) {
+    const row = rows.get(fleet)!;
+    row.rolling_restart_dial_errors = errorCount(
+      fleet.tool,
+      fleet.recordings(),
+      { kind: "dial" },
+      rolloutFrom,
+      rolloutTo,
+    );
+    if (fleet.tool.scrape.mode === "background" && fleet.tool.dial.target) {
+      const target = fleet.tool.dial.target;
+      const last = [...fleet.recorders.values()].map((recorder) => recorder.recordings.at(-1));
+      row.series_left_for_old_pod_ips = last.flatMap((recording) =>
+        recording?.samples ?? []
+      ).filter(
+        (sample) =>
+          oldAddresses.some((address) =>
+            sample.labels[target.label] ===
+              target.value.replace("{peer_ip}", address).replace("{port}", String(fleet.tool.port))
+          ),
+      ).length;
+    } else {
+      row.series_left_for_old_pod_ips = 0;
+    }
+  }
+
+  // Load: one instance of one tool at a time probes every pod of a crowd.
+  let load: Record<string, unknown> | undefined;
+  if (options.crowd > 0) {
+    log(`load: ${options.crowd} more pods, 20 ms links, one tool at a time`);
+    await cluster.setDefaultLink({ delay_ms: 20 });
+    await cluster.setAllLinks({ delay_ms: 20 });
+    await cluster.startCrowd([...new Set(fleets.map((fleet) => fleet.tool.port))]);
+    await discovery.refresh();
+    load = { peers: options.crowd + cluster.nodes.length - 1 };
+    for (const fleet of fleets) {
+      log(`load: ${fleet.tool.name}`);
+      const recorder = fleet.recorders.get(a)!;
+      const background = fleet.tool.scrape.mode === "background";
+      if (background) {
+        await fleet.stopOn(a);
+        await fleet.startOn(a, cluster, options, fleet.tool.load_args ?? []);
+      } else {
+        recorder.loaded = true;
+      }
+      await sleep(5 * intervalMs);
+      const before = await fleet.usage(a);
+      const from = performance.now();
+      let scraping = true;
+      const busyTimes: number[] = [];
+      const busy = (async () => {
+        while (scraping) {
+          const startedAt = performance.now();
+          try {
+            const response = await fetch(
+              `${fleet.instances.get(a)!.url}${fleet.tool.scrape.path}`,
+              {
+                signal: AbortSignal.timeout(5_000),
+              },
+            );
+            await response.text();
+            busyTimes.push(performance.now() - startedAt);
+          } catch { /* counted by its absence */ }
+        }
+      })();
+      await sleep(options.windowIntervals * intervalMs);
+      const reference = await cluster.reference(a, b, 20, referencePort);
+      const to = performance.now();
+      scraping = false;
+      await busy;
+      const after = await fleet.usage(a);
+      const probes = probeCount(fleet.tool, recorder.recordings, from, to);
+      const figures = latency(
+        fleet.tool,
+        recorder.recordings,
+        { kind: "dial", peerIp: b.address },
+        from,
+        to,
+      );
+      const times = scrapeTimes(recorder.recordings, from, to);
+      const row = rows.get(fleet)!;
+      row.load_probes_per_second = round(probes / ((to - from) / 1000), 1);
+      row.load_cpu_seconds_per_1000_probes = round(
+        ((after?.cpuSeconds ?? 0) - (before?.cpuSeconds ?? 0)) / probes * 1000,
+      );
+      row.load_rss_mib = round((after?.rssBytes ?? 0) / 2 ** 20, 1);
+      row.load_latency_median_error_ms = round(figures && figures.median_ms - median(reference)!);
+      row.load_latency_p99_error_ms = round(figures && figures.p99_ms - quantile(reference, 0.99));
+      row.load_scrape_median_ms = round(median(times));
+      row.load_scrape_p99_ms = round(quantile(times, 0.99));
+      row.load_busy_scrapes_per_second = round(busyTimes.length / ((to - from) / 1000), 1);
+      if (background) {
+        await fleet.stopOn(a);
+        await fleet.startOn(a, cluster, options);
+      } else {
+        recorder.loaded = false;
+      }
+      await sleep(intervalMs);
+    }
+  }
+
+  return {
+    accuracy,
+    ...(load ? { load } : {}),
+    tools: Object.fromEntries(fleets.map((fleet) => [fleet.tool.name, rows.get(fleet)!])),
+  };
+}
+
+function maxAbs(values: readonly number[]): number | undefined {
+  return values.length
+    ? values.reduce((worst, v) => Math.abs(v) > Math.abs(worst) ? v : worst)
+    : undefined;
+}
+
+/** CPU seconds of every fleet so far: live processes and retired ones. */
+async function cpuSeconds(fleets: readonly Fleet[], nodes: readonly SimNode[]) {
+  const totals = new Map<Fleet, number>();
+  for (const fleet of fleets) {
+    const usages = await Promise.all(nodes.map((node) => fleet.usage(node)));
+    totals.set(
+      fleet,
+      fleet.retiredCpuSeconds + usages.reduce((sum, usage) => sum + (usage?.cpuSeconds ?? 0), 0),
+    );
+  }
+  return totals;
+}
+
+/** Rows of the comparison table: report key, what it means. */
+const FIGURES: ReadonlyArray<[string, string]> = [
+  ["latency_median_error_ms_worst", "dial latency: worst median error vs reference (ms)"],
+  ["latency_p99_error_ms_worst", "dial latency: worst p99 error vs reference (ms)"],
+  ["errors_on_slow_links", "dial errors on links that were only slow (false alarms)"],
+  ["cut_observations", "cut node: observations (trials × observing nodes)"],
+  ["cut_detection_median_ms", "cut node: detection, median (ms)"],
+  ["cut_detection_max_ms", "cut node: detection, max (ms)"],
+  ["cut_detection_missed", "cut node: observations not detected"],
+  ["cut_false_alarms_on_healthy_peers", "cut node: errors counted for healthy peers"],
+  ["dns_silent_detection_median_ms", "DNS server silent: detection, median (ms)"],
+  ["dns_silent_detection_missed", "DNS server silent: observations not detected"],
+  ["dns_servfail_detection_median_ms", "DNS SERVFAIL: detection, median (ms)"],
+  ["dns_servfail_detection_missed", "DNS SERVFAIL: observations not detected"],
+  ["rolling_restart_dial_errors", "rolling restart: dial errors counted (false alarms)"],
+  ["series_left_for_old_pod_ips", "rolling restart: series left for old pod IPs"],
+  ["steady_rss_mib", "resident memory per instance, steady (MiB)"],
+  ["steady_cpu_seconds_per_1000_probes", "CPU s per 1,000 probes, steady"],
+  ["steady_scrape_median_ms", "scrape (/metrics or /probe) median, steady (ms)"],
+  ["steady_scrape_p99_ms", "scrape p99, steady (ms)"],
+  ["load_probes_per_second", "load: probes per second"],
+  ["load_rss_mib", "load: resident memory (MiB)"],
+  ["load_cpu_seconds_per_1000_probes", "load: CPU s per 1,000 probes"],
+  ["load_latency_median_error_ms", "load: dial latency median error vs reference (ms)"],
+  ["load_latency_p99_error_ms", "load: dial latency p99 error vs reference (ms)"],
+  ["load_scrape_median_ms", "load: scrape median (ms)"],
+  ["load_scrape_p99_ms", "load: scrape p99 (ms)"],
+  ["load_busy_scrapes_per_second", "load: back-to-back scrapes of its metrics path per second"],
+  ["api_requests_per_minute_per_instance", "Kubernetes API requests per minute per instance"],
+  ["probes_while_unscraped_5_intervals", "probes run during 5 intervals without scrapes"],
+  ["probing_depends_on_scraping", "probing depends on scraping"],
+];
+
+/** The report as Markdown: one column per tool, ratios against the first tool. */
+export function markdown(report: Record<string, unknown>): string {
+  const tools = report.tools as Record<string, Record<string, unknown>>;
+  const names = Object.keys(tools);
+  const [first, ...others] = names as [string, ...string[]];
+  const cell = (value: unknown) => value === null || value === undefined ? "—" : String(value);
+  const ratio = (mine: unknown, theirs: unknown) => {
+    if (typeof mine !== "number" || typeof theirs !== "number" || mine === 0) return "—";
+    return `${round(Math.abs(theirs) / Math.abs(mine), 2)}×`;
+  };
+  const lines = [
+    `${
+      names.join(" vs ")
+    }: ${report.nodes} simulated nodes, interval ${report.interval_ms} ms, timeout ${report.timeout_ms} ms, ${report.machine}, ${report.started}.`,
+    "",
+    `| figure | ${names.join(" | ")} | ${others.map((name) => `${name} ÷ ${first}`).join(" | ")} |`,
+    `| --- | ${names.map(() => "---:").join(" | ")} | ${others.map(() => "---:").join(" | ")} |`,
+    ...FIGURES.filter(([key]) => names.some((name) => key in tools[name]!)).map(([key, label]) =>
+      `| ${label} | ${names.map((name) => cell(tools[name]![key])).join(" | ")} | ${
+        others.map((name) => ratio(tools[first]![key], tools[name]![key])).join(" | ")
+      } |`
+    ),
+    "",
+    `| one-way delay (ms) | reference median (ms) | ${
+      names.map((name) => `${name} median / p99 (ms)`).join(" | ")
+    } |`,
+    `| ---: | ---: | ${names.map(() => "---:").join(" | ")} |`,
+    ...(report.accuracy as Array<Record<string, unknown>>).map((step) =>
+      `| ${step.one_way_ms} | ${step.reference_median_ms} | ${
+        names.map((name) => {
+          const figures = step[name] as Record<string, unknown>;
+          return `${cell(figures.median_ms)} / ${cell(figures.p99_ms)}`;
+        }).join(" | ")
+      } |`
+    ),
+    "",
+  ];
+  return lines.join("\n");
+}
+
+async function machine(): Promise<string> {
+  const output = await new Deno.Command("sh", {
+    args: ["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; grep MemTotal /proc/meminfo"],
+    stdout: "piped",
+  }).output();
+  const [cpu, memory] = new TextDecoder().decode(output.stdout).trim().split("\n");
+  const gib = Number(/(\d+)/.exec(memory ?? "")?.[1] ?? 0) / 2 ** 20;
+  return `${cpu?.trim()}, ${navigator.hardwareConcurrency} cores, ${Math.round(gib)} GiB`;
+}
+
+if (import.meta.main) {
+  const { values: args } = parseArgs({
+    args: Deno.args,
+    options: {
+      nodes: { type: "string", default: "5" },
+      crowd: { type: "string", default: "500" },
+      config: { type: "string", default: new URL("./compare.yaml", import.meta.url).pathname },
+      out: { type: "string", default: "compare-report" },
+    },
+  });
+  let tools: ToolConfig[];
+  try {
+    tools = await loadTools(args.config!);
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    Deno.exit(2);
+  }
+  const intervalMs = 1_000;
+  const timeoutMs = 500;
+  const nodes = Number(args.nodes);
+  const crowd = Number(args.crowd);
+  const cluster = await SimCluster.create({ nodes, intervalMs, timeoutMs, crowd });
+  Deno.addSignalListener("SIGINT", () => exitAfterTeardown(cluster, 130));
+  Deno.addSignalListener("SIGTERM", () => exitAfterTeardown(cluster, 143));
+  try {
+    const report = await compare(cluster, tools, {
+      intervalMs,
+      timeoutMs,
+      delaysMs: [0, 1, 5, 20, 100],
+      windowIntervals: 10,
+      trials: 4,
+      crowd,
+      log: (line) => console.error(line),
+    });
+    report.machine = await machine();
+    await Deno.mkdir(args.out!, { recursive: true });
+    await Deno.writeTextFile(`${args.out}/report.json`, JSON.stringify(report, null, 2) + "\n");
+    await Deno.writeTextFile(`${args.out}/report.md`, markdown(report));
+    console.log(markdown(report));
+  } catch (error) {
+    console.error(error);
+    await exitAfterTeardown(cluster, 1);
+  }
+  await exitAfterTeardown(cluster, 0);
+}
