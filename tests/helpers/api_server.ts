@@ -481,32 +481,28 @@ export async function startApiServer(
     if (resource === "pods") {
       const selects = selectedPods(url, namespace);
       if (watch) return watchPods(url, selects);
-      if (name !== undefined) {
-        const pod = pods.get(name);
-        return pod && selects(pod)
-          ? Response.json(podObject(pod, resourceVersion))
-          : status(404, "NotFound", `pods "${name}" not found`);
-      }
-      return list(
+      return answer(
         url,
-        "PodList",
+        name,
+        "Pod",
         "v1",
-        [...pods.values()].filter(selects).map((pod) => podObject(pod, resourceVersion)),
+        [...pods.values()].filter(selects).map((pod) => ({
+          name: pod.name,
+          object: podObject(pod, resourceVersion),
+        })),
       );
     }
     const inScope = servicesIn(namespace);
     if (resource === "services") {
-      if (name !== undefined) {
-        const service = inScope.find((candidate) => candidate.name === name);
-        return service
-          ? Response.json(serviceObject(service, resourceVersion))
-          : status(404, "NotFound", `services "${name}" not found`);
-      }
-      return list(
+      return answer(
         url,
-        "ServiceList",
+        name,
+        "Service",
         "v1",
-        inScope.map((svc) => serviceObject(svc, resourceVersion)),
+        inScope.map((service) => ({
+          name: service.name,
+          object: serviceObject(service, resourceVersion),
+        })),
       );
     }
     const labelSelector = url.searchParams.get("labelSelector") ?? "";
@@ -522,13 +518,28 @@ export async function startApiServer(
         resourceVersion,
       )
     ).filter((slice) => matches(slice.metadata.labels, labelSelector));
-    if (name !== undefined) {
-      const slice = slices.find((candidate) => candidate.metadata.name === name);
-      return slice
-        ? Response.json(slice)
-        : status(404, "NotFound", `endpointslices "${name}" not found`);
-    }
-    return list(url, "EndpointSliceList", "discovery.k8s.io/v1", slices);
+    return answer(
+      url,
+      name,
+      "EndpointSlice",
+      "discovery.k8s.io/v1",
+      slices.map((slice) => ({ name: slice.metadata.name, object: slice })),
+    );
+  };
+
+  /** A get of `name` among `items`, or (no name) a paginated list of them. */
+  const answer = (
+    url: URL,
+    name: string | undefined,
+    kind: string,
+    apiVersion: string,
+    items: Array<{ name: string; object: unknown }>,
+  ): Response => {
+    if (name === undefined) return list(url, `${kind}List`, apiVersion, items.map((i) => i.object));
+    const item = items.find((candidate) => candidate.name === name);
+    return item
+      ? Response.json(item.object)
+      : status(404, "NotFound", `${kind.toLowerCase()}s "${name}" not found`);
   };
 
   const http = Deno.serve({ hostname, port: 0, cert, key, onListen() {} }, handler);

@@ -432,51 +432,69 @@ async function scenarios(
         recorder.loaded = true;
       }
       await sleep(5 * intervalMs);
+      const row = rows.get(fleet)!;
+      // A window scraped as Prometheus would, then one with a scraper pulling back to back.
+      const window = async () => {
+        const from = performance.now();
+        await sleep(options.windowIntervals * intervalMs);
+        const reference = await cluster.reference(a, b, 20, referencePort);
+        const to = performance.now();
+        const figures = latency(
+          fleet.tool,
+          recorder.recordings,
+          {
+            kind: "dial",
+            peerIp: b.address,
+          },
+          from,
+          to,
+        );
+        return {
+          from,
+          to,
+          medianError: round(figures && figures.median_ms - median(reference)!),
+          p99Error: round(figures && figures.p99_ms - quantile(reference, 0.99)),
+        };
+      };
       const before = await fleet.usage(a);
-      const from = performance.now();
+      const scraped = await window();
+      const after = await fleet.usage(a);
+      const probes = probeCount(fleet.tool, recorder.recordings, scraped.from, scraped.to);
+      const times = scrapeTimes(recorder.recordings, scraped.from, scraped.to);
+      row.load_probes_per_second = round(probes / ((scraped.to - scraped.from) / 1000), 1);
+      row.load_cpu_seconds_per_1000_probes = round(
+        ((after?.cpuSeconds ?? 0) - (before?.cpuSeconds ?? 0)) / probes * 1000,
+      );
+      row.load_rss_mib = round((after?.rssBytes ?? 0) / 2 ** 20, 1);
+      row.load_latency_median_error_ms = scraped.medianError;
+      row.load_latency_p99_error_ms = scraped.p99Error;
+      row.load_scrape_median_ms = round(median(times));
+      row.load_scrape_p99_ms = round(quantile(times, 0.99));
+
       let scraping = true;
       const busyTimes: number[] = [];
       const busy = (async () => {
         while (scraping) {
           const startedAt = performance.now();
           try {
-            const response = await fetch(
-              `${fleet.instances.get(a)!.url}${fleet.tool.scrape.path}`,
-              {
-                signal: AbortSignal.timeout(5_000),
-              },
-            );
+            const url = `${fleet.instances.get(a)!.url}${fleet.tool.scrape.path}`;
+            const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
             await response.text();
             busyTimes.push(performance.now() - startedAt);
           } catch { /* counted by its absence */ }
         }
       })();
-      await sleep(options.windowIntervals * intervalMs);
-      const reference = await cluster.reference(a, b, 20, referencePort);
-      const to = performance.now();
+      const hammered = await window();
       scraping = false;
       await busy;
-      const after = await fleet.usage(a);
-      const probes = probeCount(fleet.tool, recorder.recordings, from, to);
-      const figures = latency(
-        fleet.tool,
-        recorder.recordings,
-        { kind: "dial", peerIp: b.address },
-        from,
-        to,
+      row.busy_latency_median_error_ms = hammered.medianError;
+      row.busy_latency_p99_error_ms = hammered.p99Error;
+      row.busy_scrapes_per_second = round(
+        busyTimes.length / ((hammered.to - hammered.from) / 1000),
+        1,
       );
-      const times = scrapeTimes(recorder.recordings, from, to);
-      const row = rows.get(fleet)!;
-      row.load_probes_per_second = round(probes / ((to - from) / 1000), 1);
-      row.load_cpu_seconds_per_1000_probes = round(
-        ((after?.cpuSeconds ?? 0) - (before?.cpuSeconds ?? 0)) / probes * 1000,
-      );
-      row.load_rss_mib = round((after?.rssBytes ?? 0) / 2 ** 20, 1);
-      row.load_latency_median_error_ms = round(figures && figures.median_ms - median(reference)!);
-      row.load_latency_p99_error_ms = round(figures && figures.p99_ms - quantile(reference, 0.99));
-      row.load_scrape_median_ms = round(median(times));
-      row.load_scrape_p99_ms = round(quantile(times, 0.99));
-      row.load_busy_scrapes_per_second = round(busyTimes.length / ((to - from) / 1000), 1);
+      row.busy_scrape_median_ms = round(median(busyTimes));
+      row.busy_rss_mib = round(((await fleet.usage(a))?.rssBytes ?? 0) / 2 ** 20, 1);
       if (background) {
         await fleet.stopOn(a);
         await fleet.startOn(a, cluster, options);
@@ -540,7 +558,14 @@ const FIGURES: ReadonlyArray<[string, string]> = [
   ["load_latency_p99_error_ms", "load: dial latency p99 error vs reference (ms)"],
   ["load_scrape_median_ms", "load: scrape median (ms)"],
   ["load_scrape_p99_ms", "load: scrape p99 (ms)"],
-  ["load_busy_scrapes_per_second", "load: back-to-back scrapes of its metrics path per second"],
+  [
+    "busy_scrapes_per_second",
+    "load + busy scraper: back-to-back scrapes of its metrics path per second",
+  ],
+  ["busy_scrape_median_ms", "load + busy scraper: its scrape median (ms)"],
+  ["busy_latency_median_error_ms", "load + busy scraper: dial latency median error (ms)"],
+  ["busy_latency_p99_error_ms", "load + busy scraper: dial latency p99 error (ms)"],
+  ["busy_rss_mib", "load + busy scraper: resident memory (MiB)"],
   ["api_requests_per_minute_per_instance", "Kubernetes API requests per minute per instance"],
   ["probes_while_unscraped_5_intervals", "probes run during 5 intervals without scrapes"],
   ["probing_depends_on_scraping", "probing depends on scraping"],
@@ -626,7 +651,7 @@ if (import.meta.main) {
       timeoutMs,
       delaysMs: [0, 1, 5, 20, 100],
       windowIntervals: 10,
-      trials: 4,
+      trials: 10,
       crowd,
       log: (line) => console.error(line),
     });
