@@ -397,3 +397,38 @@ Deno.test({
     }
   },
 });
+
+const PANELS = "chart: every dashboard query is valid PromQL (promtool check rules)";
+Deno.test({
+  name: PANELS,
+  ignore: !requires(PANELS, { commands: ["promtool"] }),
+  async fn() {
+    const dashboard = JSON.parse(
+      await Deno.readTextFile(new URL("../chart/dashboards/net-exporter.json", import.meta.url)),
+    );
+    // Grafana's variables, replaced by what they stand for.
+    const exprs = (dashboard.panels as Array<{ targets?: Array<{ expr: string }> }>)
+      .flatMap((panel) => panel.targets ?? []).map((target) =>
+        target.expr.replaceAll("$__rate_interval", "5m").replace(/\$\w+/g, ".*")
+      );
+    assert.ok(exprs.length >= 6, `queries: ${exprs.length}`);
+    const dir = await Deno.makeTempDir({ prefix: "panels-" });
+    try {
+      const rules = exprs.map((expr, index) => ({ record: `panel:query${index}`, expr }));
+      await Deno.writeTextFile(
+        `${dir}/panels.yaml`,
+        JSON.stringify({ groups: [{ name: "panels", rules }] }),
+      );
+      const output = await new Deno.Command("promtool", {
+        args: ["check", "rules", `${dir}/panels.yaml`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const report = new TextDecoder().decode(output.stdout) +
+        new TextDecoder().decode(output.stderr);
+      assert.ok(output.success, report);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
