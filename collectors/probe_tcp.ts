@@ -34,6 +34,8 @@ export type TcpProbeResult =
 
 /** Side effects of a dial, injectable for tests. */
 export interface TcpProbeOptions {
+  /** Connects and closes, timing the handshake itself (seconds); replaces `connect` and `now`. */
+  dial?: (hostname: string, port: number, signal: AbortSignal) => Promise<number>;
   connect?: (options: Deno.ConnectOptions & { signal?: AbortSignal }) => Promise<Deno.Conn>;
   resolve?: (name: string, signal: AbortSignal) => Promise<string>;
   now?: () => number;
@@ -98,13 +100,23 @@ export async function probeTcp(
       return { ok: false, reason, message: errorMessage(error) };
     }
   }
+  const failed = (error: unknown): TcpProbeResult => {
+    rethrowIfCancelled(signal);
+    return { ok: false, reason: classifyDialError(error, signal), message: errorMessage(error) };
+  };
+  if (options.dial) {
+    try {
+      return { ok: true, seconds: await options.dial(address, target.port, signal), address };
+    } catch (error) {
+      return failed(error);
+    }
+  }
   const startedAt = now();
   let conn: Deno.Conn;
   try {
     conn = await connect({ hostname: address, port: target.port, transport: "tcp", signal });
   } catch (error) {
-    rethrowIfCancelled(signal);
-    return { ok: false, reason: classifyDialError(error, signal), message: errorMessage(error) };
+    return failed(error);
   }
   const seconds = (now() - startedAt) / 1000;
   conn.close();

@@ -73,16 +73,21 @@ export async function check(
   signal: AbortSignal,
 ): Promise<number> {
   const { collectors, discovery } = assemble(settings);
-  if (discovery) {
-    try {
-      await discovery.syncOnce(signal);
-    } catch (error) {
-      logger("k8s").error(`Cannot list peers: ${(error as Error).message}`);
-      return 1;
+  let statuses: TargetStatus[];
+  try {
+    if (discovery) {
+      try {
+        await discovery.syncOnce(signal);
+      } catch (error) {
+        logger("k8s").error(`Cannot list peers: ${(error as Error).message}`);
+        return 1;
+      }
     }
+    statuses = (await Promise.all(collectors.map((collector) => collector.probeAll(signal))))
+      .flat();
+  } finally {
+    await Promise.all(collectors.map((collector) => collector.stop()));
   }
-  const statuses = (await Promise.all(collectors.map((collector) => collector.probeAll(signal))))
-    .flat();
   const rows = checkRows(statuses);
   write(output === "json" ? JSON.stringify(rows, null, 2) + "\n" : formatTable(rows));
   return rows.every((row) => row.result === "ok") ? 0 : 1;

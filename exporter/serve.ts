@@ -55,6 +55,7 @@ export async function serve(options: ServeOptions): Promise<number> {
   } catch (error) {
     const address = formatHostPort(options.listen);
     log.error(`Cannot listen on ${address}: ${error}`, { address, error: String(error) });
+    await Promise.all(collectors.map((collector) => collector.stop()));
     return 1;
   }
   const networkOn = options.settings.values.get("collector.network") === true;
