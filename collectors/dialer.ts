@@ -2,12 +2,12 @@
  * Times TCP handshakes on a thread of their own.
  *
  * On the main thread a handshake's end is seen only when the event loop next
- * polls, so rendering a large /metrics (tens of ms at hundreds of targets)
- * or a GC pause would be added to every handshake finishing meanwhile: with
- * a scraper pulling back to back, a third of loopback handshakes read over
- * 25 ms. The worker does nothing but connect, so its clock stops when the
- * kernel completes the handshake. Its code is inline (no module to fetch or
- * embed) and uses no permission beyond the parent's `--allow-net`.
+ * polls, so rendering a large /metrics (tens of ms at a thousand targets) or
+ * a GC pause is added to every handshake finishing meanwhile. The worker does
+ * nothing but connect, so its clock stops when the kernel completes the
+ * handshake. Its code is inline (no module to fetch or embed) and needs no
+ * permission beyond the parent's `--allow-net`. The network collector starts
+ * one above `DIAL_THREAD_ABOVE` targets (network.ts).
  * @module
  */
 

@@ -1,7 +1,7 @@
 import { getLogger } from "@logtape/logtape";
 import client from "prom-client";
 import { ProbeCollector, type ProbeOutcome, type ProbeTarget } from "../collectors/collector.ts";
-import { NetworkCollector } from "../collectors/network.ts";
+import { DIAL_THREAD_ABOVE, NetworkCollector } from "../collectors/network.ts";
 import { createExporterMetrics, DEFAULT_BUCKETS } from "../exporter/metrics.ts";
 import { assert } from "./helpers/assert.ts";
 import { createFakeClock } from "./helpers/fake_clock.ts";
@@ -179,4 +179,29 @@ Deno.test("collector: a probe that throws is an internal error, not a dial error
     Number(sample.value)
   );
   assert.ok(dialErrors.every((value) => value === 0));
+});
+
+Deno.test("collector: above 100 targets handshakes are timed on the dialer thread, below on the main one", async () => {
+  const endpoints = (count: number, node = "") =>
+    Array.from(
+      { length: count },
+      (_, index) => ({ hostname: "127.0.0.1", port: 20_000 + index, node }),
+    );
+  const collector = (targets: number) =>
+    new NetworkCollector(
+      { ...pacing, targets: endpoints(targets) },
+      { metrics: createExporterMetrics(), logger: getLogger(["test"]), clock: createFakeClock() },
+    );
+  const small = collector(DIAL_THREAD_ABOVE);
+  assert.equal(small.dialsOnThread, false);
+  small.setPeers(endpoints(1, "node-b").map((peer) => ({ ...peer, port: 30_000 })));
+  assert.equal(small.dialsOnThread, true, "discovered peers count too");
+  await small.stop();
+  const large = collector(DIAL_THREAD_ABOVE + 1);
+  assert.equal(large.dialsOnThread, true);
+  await large.stop();
+  const stopped = collector(10);
+  await stopped.stop();
+  stopped.setPeers(endpoints(200, "node-c"));
+  assert.equal(stopped.dialsOnThread, false, "no thread is started after stop");
 });
