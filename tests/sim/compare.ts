@@ -579,7 +579,7 @@ export function markdown(report: Record<string, unknown>): string {
   const cell = (value: unknown) => value === null || value === undefined ? "—" : String(value);
   const ratio = (mine: unknown, theirs: unknown) => {
     if (typeof mine !== "number" || typeof theirs !== "number" || mine === 0) return "—";
-    return `${round(Math.abs(theirs) / Math.abs(mine), 2)}×`;
+    return `${Number((Math.abs(theirs) / Math.abs(mine)).toPrecision(2))}×`;
   };
   const lines = [
     `${
@@ -650,7 +650,7 @@ if (import.meta.main) {
       intervalMs,
       timeoutMs,
       delaysMs: [0, 1, 5, 20, 100],
-      windowIntervals: 10,
+      windowIntervals: 20,
       trials: 10,
       crowd,
       log: (line) => console.error(line),
