@@ -13,7 +13,7 @@ import { startDnsServer } from "./helpers/dns_server.ts";
 import { get, startExporter, waitFor, waitUntilReady } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
 import { CHILD_ENV, requires } from "./helpers/requirements.ts";
-import { startListener } from "./helpers/tcp.ts";
+import { closedPort, startListener } from "./helpers/tcp.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const compileTask = (denoJson.tasks as Record<string, string>).compile!;
@@ -130,13 +130,15 @@ Deno.test({
       // A mount namespace of the test's own, with the service-account files where a pod has them.
       const inPod =
         'mount -t tmpfs tmpfs /run && mkdir -p "$SA" && cp "$SECRETS"/* "$SA"/ && exec "$@"';
+      const closedTargets = Array.from({ length: 100 }, () => `127.0.0.1:${closedPort()}`);
       await using exporter = await startExporter(
         [
           `--dns.servers=${dns.address}`,
           "--dns.hosts=ok.test.",
           "--dns.interval=1s",
           "--dns.timeout=500ms",
-          `--network.targets=${target.address}`,
+          // Past 100 targets, so handshakes go through the dialer thread under these permissions too.
+          `--network.targets=${[target.address, ...closedTargets].join(",")}`,
           `--network.port=${peer.port}`,
           "--network.interval=1s",
           "--network.timeout=500ms",
@@ -180,6 +182,10 @@ Deno.test({
       assert.ok(metrics.histogram("dns_latency_seconds", { host: "ok.test." }).count >= 1);
       assert.ok(metrics.histogram("network_latency_seconds", { host: target.address }).count >= 1);
       assert.equal(metrics.value("net_exporter_peers", { state: "selected" }), 1);
+      assert.ok(exporter.logs.some((line) => line.includes("thread of their own")));
+      const refused = metrics.samples("network_dial_error_total", { reason: "refused" })
+        .filter((sample) => sample.value > 0).length;
+      assert.ok(refused >= 90, `closed ports seen refused through the dialer thread: ${refused}`);
       assert.equal(metrics.value("network_error_total"), 0);
       assert.equal(metrics.value("dns_error_total"), 0);
       assert.ok(metrics.value("process_resident_memory_bytes") > 0);

@@ -276,7 +276,7 @@ async function scenarios(
     observations: readonly Observation[],
   ) => {
     log(`detection: ${what}`);
-    for (const recorder of recorders) recorder.pollMs = 100;
+    for (const recorder of recorders) recorder.pollMs = 20;
     // A random phase: trials of equal length would otherwise hit every schedule at the same point.
     await sleep((2 + Math.random()) * intervalMs);
     const at = performance.now();
@@ -651,7 +651,7 @@ if (import.meta.main) {
       timeoutMs,
       delaysMs: [0, 1, 5, 20, 100],
       windowIntervals: 20,
-      trials: 10,
+      trials: 20,
       crowd,
       log: (line) => console.error(line),
     });
