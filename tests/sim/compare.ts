@@ -25,6 +25,9 @@ import {
 } from "./recording.ts";
 import { loadTools, type ProcessUsage, type ToolConfig, ToolInstance } from "./tools.ts";
 
+/** How often background tools are scraped while a detection trial runs. */
+const DETECTION_POLL_MS = 50;
+
 /** What to run. */
 export interface CompareOptions {
   readonly intervalMs: number;
@@ -268,6 +271,7 @@ async function scenarios(
   // Detection: cut nodes, one after another, and the DNS server failing; every node observes.
   const bound = intervalMs + timeoutMs;
   const recorders = fleets.flatMap((fleet) => [...fleet.recorders.values()]);
+  const detectionWindows: Array<[number, number]> = [];
   type Observation = { observer: SimNode; selection: Selection };
   const detect = async (
     what: string,
@@ -276,7 +280,7 @@ async function scenarios(
     observations: readonly Observation[],
   ) => {
     log(`detection: ${what}`);
-    for (const recorder of recorders) recorder.pollMs = 20;
+    for (const recorder of recorders) recorder.pollMs = DETECTION_POLL_MS;
     // A random phase: trials of equal length would otherwise hit every schedule at the same point.
     await sleep((2 + Math.random()) * intervalMs);
     const at = performance.now();
@@ -284,6 +288,7 @@ async function scenarios(
     await sleep(2 * bound + intervalMs);
     await restore();
     const until = performance.now();
+    detectionWindows.push([at, until]);
     for (const recorder of recorders) recorder.pollMs = intervalMs;
     return {
       at,
@@ -354,6 +359,20 @@ async function scenarios(
         missed: times.length - seen.length,
       };
     };
+    if (fleet.tool.scrape.mode === "background") {
+      // How often the scraper actually got an answer while it meant to poll: the measurement's grain.
+      const gaps = [...fleet.recorders.values()].flatMap((recorder) =>
+        recorder.recordings.flatMap((recording, index) => {
+          const previous = recorder.recordings[index - 1];
+          const inside = detectionWindows.some(([from, to]) =>
+            previous !== undefined && previous.at > from && recording.at <= to
+          );
+          return inside ? [recording.at - previous!.at] : [];
+        })
+      );
+      row.detection_poll_gap_median_ms = round(median(gaps), 1);
+      row.detection_poll_gap_p99_ms = round(quantile(gaps, 0.99), 1);
+    }
     const cut = summary(cutTimes.get(fleet)!);
     row.cut_observations = cutTimes.get(fleet)!.length;
     row.cut_detection_median_ms = cut.median;
@@ -536,6 +555,11 @@ const FIGURES: ReadonlyArray<[string, string]> = [
   ["latency_median_error_ms_worst", "dial latency: worst median error vs reference (ms)"],
   ["latency_p99_error_ms_worst", "dial latency: worst p99 error vs reference (ms)"],
   ["errors_on_slow_links", "dial errors on links that were only slow (false alarms)"],
+  [
+    "detection_poll_gap_median_ms",
+    "detection: time between polls of a background tool, median (ms)",
+  ],
+  ["detection_poll_gap_p99_ms", "detection: time between polls of a background tool, p99 (ms)"],
   ["cut_observations", "cut node: observations (trials × observing nodes)"],
   ["cut_detection_median_ms", "cut node: detection, median (ms)"],
   ["cut_detection_max_ms", "cut node: detection, max (ms)"],
@@ -651,7 +675,7 @@ if (import.meta.main) {
       timeoutMs,
       delaysMs: [0, 1, 5, 20, 100],
       windowIntervals: 20,
-      trials: 20,
+      trials: 12,
       crowd,
       log: (line) => console.error(line),
     });
