@@ -385,6 +385,11 @@ async function scenarios(
     const servfail = summary(dnsTimes.servfail.get(fleet)!);
     row.dns_servfail_detection_median_ms = servfail.median;
     row.dns_servfail_detection_missed = servfail.missed;
+    // Every observation, for the JSON: a median of a dozen phases hides the shape.
+    const raw = (times: Array<number | undefined>) => times.map((time) => round(time, 0));
+    row.cut_detection_all_ms = raw(cutTimes.get(fleet)!);
+    row.dns_silent_detection_all_ms = raw(dnsTimes.timeout.get(fleet)!);
+    row.dns_servfail_detection_all_ms = raw(dnsTimes.servfail.get(fleet)!);
   }
 
   // Rolling restart: every pod replaced (new name, new IP), links healthy.
