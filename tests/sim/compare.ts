@@ -299,6 +299,9 @@ async function scenarios(
         ),
     };
   };
+  // Reading the recordings is heavy; done between trials it would stall the scrape loops and tie
+  // their phase to the next trial's start, so it waits until every trial has run.
+  const analyses: Array<() => void> = [];
   const cutTimes = new Map<Fleet, Array<number | undefined>>(fleets.map((fleet) => [fleet, []]));
   const cutFalseAlarms = new Map<Fleet, number>(fleets.map((fleet) => [fleet, 0]));
   for (let trial = 0; trial < options.trials; trial++) {
@@ -310,24 +313,26 @@ async function scenarios(
       () => cluster.isolate(cut, {}),
       observers.map((observer) => ({ observer, selection: { kind: "dial", peerIp: cut.address } })),
     );
-    for (const fleet of fleets) {
-      cutTimes.get(fleet)!.push(...result.times(fleet));
-      // Errors counted for peers that were never cut.
-      for (const observer of observers) {
-        for (const peer of observers.filter((node) => node !== observer)) {
-          cutFalseAlarms.set(
-            fleet,
-            cutFalseAlarms.get(fleet)! + errorCount(
-              fleet.tool,
-              fleet.recorders.get(observer)!.recordings,
-              { kind: "dial", peerIp: peer.address },
-              result.at,
-              result.until,
-            ),
-          );
+    analyses.push(() => {
+      for (const fleet of fleets) {
+        cutTimes.get(fleet)!.push(...result.times(fleet));
+        // Errors counted for peers that were never cut.
+        for (const observer of observers) {
+          for (const peer of observers.filter((node) => node !== observer)) {
+            cutFalseAlarms.set(
+              fleet,
+              cutFalseAlarms.get(fleet)! + errorCount(
+                fleet.tool,
+                fleet.recorders.get(observer)!.recordings,
+                { kind: "dial", peerIp: peer.address },
+                result.at,
+                result.until,
+              ),
+            );
+          }
         }
       }
-    }
+    });
   }
   const dnsTimes = {
     timeout: new Map<Fleet, Array<number | undefined>>(fleets.map((fleet) => [fleet, []])),
@@ -346,9 +351,12 @@ async function scenarios(
         },
         cluster.nodes.map((observer) => ({ observer, selection: { kind: "dns" } })),
       );
-      for (const fleet of fleets) dnsTimes[reason].get(fleet)!.push(...result.times(fleet));
+      analyses.push(() => {
+        for (const fleet of fleets) dnsTimes[reason].get(fleet)!.push(...result.times(fleet));
+      });
     }
   }
+  for (const analyse of analyses) analyse();
   for (const fleet of fleets) {
     const row = rows.get(fleet)!;
     const summary = (times: Array<number | undefined>) => {
