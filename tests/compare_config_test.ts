@@ -15,6 +15,7 @@ import {
   type Recording,
 } from "./sim/recording.ts";
 import { fill, fillArgv, loadTools, type ToolConfig, validateTools } from "./sim/tools.ts";
+import { CHILD_ENV } from "./helpers/requirements.ts";
 
 const shipped = await loadTools(new URL("./sim/compare.yaml", import.meta.url).pathname);
 
@@ -148,4 +149,31 @@ Deno.test("comparison arithmetic: a per-target tool's failed probes are errors, 
     samples: 2,
   });
   assert.equal(probeCount(tool, recordings, 0, 3), 3);
+});
+
+Deno.test("comparison command: bad input is one line and exit 2, before anything is built", async () => {
+  const compare = new URL("./sim/compare.ts", import.meta.url).pathname;
+  for (
+    const [args, message] of [
+      [["--nodes=1"], /^Cannot compare: --nodes must be 3 to 200, current value is 1$/],
+      [["--crowd=-5"], /^Cannot compare: --crowd must be 0 to 1000, current value is -5$/],
+      [
+        ["--config=/nonexistent.yaml"],
+        /^Cannot read the comparison configuration: current value is \/nonexistent\.yaml \(/,
+      ],
+      [["--bogus"], /Unknown option '--bogus'/],
+    ] as const
+  ) {
+    // No --allow-run: were it to get as far as building namespaces, it could not.
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-env", compare, ...args],
+      env: CHILD_ENV,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr).trim();
+    assert.equal(output.code, 2, `${args}: ${stderr}`);
+    assert.equal(stderr.split("\n").length, 1, stderr);
+    assert.match(stderr, message);
+  }
 });

@@ -659,17 +659,30 @@ async function machine(): Promise<string> {
 }
 
 if (import.meta.main) {
-  const { values: args } = parseArgs({
-    args: Deno.args,
-    options: {
-      nodes: { type: "string", default: "5" },
-      crowd: { type: "string", default: "500" },
-      config: { type: "string", default: new URL("./compare.yaml", import.meta.url).pathname },
-      out: { type: "string", default: "compare-report" },
-    },
-  });
   let tools: ToolConfig[];
+  let nodes: number;
+  let crowd: number;
+  let out: string;
   try {
+    const { values: args } = parseArgs({
+      args: Deno.args,
+      options: {
+        nodes: { type: "string", default: "5" },
+        crowd: { type: "string", default: "500" },
+        config: { type: "string", default: new URL("./compare.yaml", import.meta.url).pathname },
+        out: { type: "string", default: "compare-report" },
+      },
+    });
+    nodes = Number(args.nodes);
+    crowd = Number(args.crowd);
+    out = args.out!;
+    // Node 0 observes node 1; a cut needs one more node to stay in the cluster.
+    if (!Number.isInteger(nodes) || nodes < 3 || nodes > 200) {
+      throw new Error(`Cannot compare: --nodes must be 3 to 200, current value is ${args.nodes}`);
+    }
+    if (!Number.isInteger(crowd) || crowd < 0 || crowd > 1000) {
+      throw new Error(`Cannot compare: --crowd must be 0 to 1000, current value is ${args.crowd}`);
+    }
     tools = await loadTools(args.config!);
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));
@@ -677,8 +690,6 @@ if (import.meta.main) {
   }
   const intervalMs = 1_000;
   const timeoutMs = 500;
-  const nodes = Number(args.nodes);
-  const crowd = Number(args.crowd);
   const cluster = await SimCluster.create({ nodes, intervalMs, timeoutMs, crowd });
   Deno.addSignalListener("SIGINT", () => exitAfterTeardown(cluster, 130));
   Deno.addSignalListener("SIGTERM", () => exitAfterTeardown(cluster, 143));
@@ -693,9 +704,9 @@ if (import.meta.main) {
       log: (line) => console.error(line),
     });
     report.machine = await machine();
-    await Deno.mkdir(args.out!, { recursive: true });
-    await Deno.writeTextFile(`${args.out}/report.json`, JSON.stringify(report, null, 2) + "\n");
-    await Deno.writeTextFile(`${args.out}/report.md`, markdown(report));
+    await Deno.mkdir(out, { recursive: true });
+    await Deno.writeTextFile(`${out}/report.json`, JSON.stringify(report, null, 2) + "\n");
+    await Deno.writeTextFile(`${out}/report.md`, markdown(report));
     console.log(markdown(report));
   } catch (error) {
     console.error(error);

@@ -169,7 +169,17 @@ export function validateTools(config: unknown): ToolConfig[] {
 
 /** Reads and checks a comparison configuration (YAML or JSON). */
 export async function loadTools(path: string): Promise<ToolConfig[]> {
-  return validateTools(parseYaml(await Deno.readTextFile(path)));
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(await Deno.readTextFile(path));
+  } catch (error) {
+    throw new Error(
+      `Cannot read the comparison configuration: current value is ${path} (${
+        error instanceof Error ? error.message : String(error)
+      })`,
+    );
+  }
+  return validateTools(parsed);
 }
 
 /** Resident memory and CPU time of a process, read from /proc. */
