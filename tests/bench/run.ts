@@ -9,12 +9,12 @@
 
 import { startExporter, waitFor } from "../helpers/exporter_process.ts";
 import { Exposition } from "../helpers/metrics.ts";
+import { processUsage } from "../helpers/proc.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
 const WARM_UP_MS = 5_000;
 const WINDOW_MS = 10_000;
 const SCRAPES = 20;
-const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 interface Row {
   targets: number;
@@ -46,23 +46,7 @@ function percentOver(before: Exposition, after: Exposition, le: string): number 
   return +((all - within) / all * 100).toFixed(2);
 }
 
-/** Reads a /proc file through cat: Deno grants /proc only with every permission. */
-function readProc(path: string): string {
-  return new TextDecoder().decode(new Deno.Command("cat", { args: [path] }).outputSync().stdout);
-}
-
-function cpuSeconds(pid: number): number {
-  const stat = readProc(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-/** Resident and peak resident memory in MiB. */
-function memoryMiB(pid: number): { rss: number; peak: number } {
-  const status = readProc(`/proc/${pid}/status`);
-  const kB = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]);
-  return { rss: +(kB("VmRSS") / 1024).toFixed(1), peak: +(kB("VmHWM") / 1024).toFixed(1) };
-}
+const mib = (bytes: number) => +(bytes / 2 ** 20).toFixed(1);
 
 function probeCounts(metrics: Exposition): Map<string, number> {
   const counts = new Map<string, number>();
@@ -116,11 +100,10 @@ async function measure(targets: number): Promise<Row> {
     await new Promise((resolve) => setTimeout(resolve, WARM_UP_MS));
 
     const first = await scrape(exporter.url);
-    const cpuBefore = cpuSeconds(pid);
+    const cpuBefore = (await processUsage(pid))!.cpuSeconds;
     const before = new Exposition(first.text);
     await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
-    const cpuAfter = cpuSeconds(pid);
-    const memory = memoryMiB(pid); // steady state, before the scrape-timing burst below
+    const steady = (await processUsage(pid))!; // before the scrape-timing burst below
     const last = await scrape(exporter.url);
     const after = new Exposition(last.text);
 
@@ -151,15 +134,15 @@ async function measure(targets: number): Promise<Row> {
     const busyAfter = new Exposition((await scrape(exporter.url)).text);
     const row: Row = {
       targets,
-      rssMiB: memory.rss,
-      peakRssMiB: memoryMiB(pid).peak,
+      rssMiB: mib(steady.rssBytes),
+      peakRssMiB: mib((await processUsage(pid))!.peakRssBytes),
       scrapeMsMedian: +quantile(scrapeTimes, 0.5).toFixed(2),
       scrapeMsP90: +quantile(scrapeTimes, 0.9).toFixed(2),
       metricsBytes: last.text.length,
       probesInWindow: probes,
       probesPerTargetMin: Math.min(...perTarget),
       probesPerTargetMax: Math.max(...perTarget),
-      cpuSecondsPer1000Probes: +((cpuAfter - cpuBefore) / probes * 1000).toFixed(3),
+      cpuSecondsPer1000Probes: +((steady.cpuSeconds - cpuBefore) / probes * 1000).toFixed(3),
       delayedInWindow: delayed,
       over5msQuietPercent: percentOver(before, after, "0.005"),
       over5msBusyPercent: percentOver(busyBefore, busyAfter, "0.005"),

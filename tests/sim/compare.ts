@@ -16,6 +16,7 @@ import {
   detectionMs,
   errorCount,
   latency,
+  peerLabels,
   probeCount,
   quantile,
   Recorder,
@@ -23,7 +24,8 @@ import {
   type Selection,
   ServiceDiscovery,
 } from "./recording.ts";
-import { loadTools, type ProcessUsage, type ToolConfig, ToolInstance } from "./tools.ts";
+import type { ProcessUsage } from "../helpers/proc.ts";
+import { loadTools, type ToolConfig, ToolInstance } from "./tools.ts";
 
 /** How often background tools are scraped while a detection trial runs. */
 const DETECTION_POLL_MS = 50;
@@ -428,17 +430,13 @@ async function scenarios(
       rolloutTo,
     );
     if (fleet.tool.scrape.mode === "background" && fleet.tool.dial.target) {
-      const target = fleet.tool.dial.target;
+      const label = fleet.tool.dial.target.label;
+      const oldValues = oldAddresses.map((address) =>
+        peerLabels(fleet.tool, { kind: "dial", peerIp: address })[label]
+      );
       const last = [...fleet.recorders.values()].map((recorder) => recorder.recordings.at(-1));
-      row.series_left_for_old_pod_ips = last.flatMap((recording) =>
-        recording?.samples ?? []
-      ).filter(
-        (sample) =>
-          oldAddresses.some((address) =>
-            sample.labels[target.label] ===
-              target.value.replace("{peer_ip}", address).replace("{port}", String(fleet.tool.port))
-          ),
-      ).length;
+      row.series_left_for_old_pod_ips = last.flatMap((recording) => recording?.samples ?? [])
+        .filter((sample) => oldValues.includes(sample.labels[label])).length;
     } else {
       row.series_left_for_old_pod_ips = 0;
     }

@@ -246,7 +246,7 @@ function mappingOf(tool: ToolConfig, selection: Selection): ProbeMapping {
 }
 
 /** Label filter naming the peer in a background tool's series. */
-function peerLabels(tool: ToolConfig, selection: Selection): Record<string, string> {
+export function peerLabels(tool: ToolConfig, selection: Selection): Record<string, string> {
   if (selection.kind !== "dial" || selection.peerIp === undefined || !tool.dial.target) return {};
   return {
     [tool.dial.target.label]: fill(tool.dial.target.value, {

@@ -11,6 +11,7 @@
 
 import { parse as parseYaml } from "yaml";
 import { START_FLAGS } from "../helpers/exporter_process.ts";
+import { type ProcessUsage, processUsage } from "../helpers/proc.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 import { CONTROL_ADDRESS, type SimCluster, type SimNode } from "./cluster.ts";
 
@@ -180,33 +181,6 @@ export async function loadTools(path: string): Promise<ToolConfig[]> {
     );
   }
   return validateTools(parsed);
-}
-
-/** Resident memory and CPU time of a process, read from /proc. */
-export interface ProcessUsage {
-  readonly rssBytes: number;
-  readonly cpuSeconds: number;
-}
-
-const CLOCK_TICKS = 100;
-
-/** Reads /proc through `cat`: Deno grants /proc only with every permission. */
-async function processUsage(pid: number): Promise<ProcessUsage | undefined> {
-  const output = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/status`, `/proc/${pid}/stat`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  if (!output.success) return undefined;
-  const text = new TextDecoder().decode(output.stdout);
-  const rss = /VmRSS:\s+(\d+) kB/.exec(text);
-  // stat: "pid (comm) state ..." — fields after the closing parenthesis; utime, stime are 14, 15.
-  const stat = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  if (!rss || stat.length < 13) return undefined;
-  return {
-    rssBytes: Number(rss[1]) * 1024,
-    cpuSeconds: (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS,
-  };
 }
 
 // Runs in the instance's own mount namespace: the service-account files where a pod has them.
