@@ -8,6 +8,7 @@
 import { assert, assertNear } from "./helpers/assert.ts";
 import { parseSamples } from "./helpers/metrics.ts";
 import {
+  detectionMs,
   errorCount,
   histogramQuantile,
   latency,
@@ -132,6 +133,51 @@ Deno.test("comparison arithmetic: a last-latency gauge gives one sample per new 
     3,
   );
   assert.deepEqual(figures, { median_ms: 10, p99_ms: 30, samples: 2 });
+});
+
+Deno.test("comparison arithmetic: pooled over peers, each series' gauge is read on its own", () => {
+  const tool: ToolConfig = shipped[0]!;
+  const gauges = (two: number, three: number) =>
+    `network_last_latency_seconds{host="10.0.0.2:8000"} ${two}\n` +
+    `network_last_latency_seconds{host="10.0.0.3:8000"} ${three}\n`;
+  const recordings = [
+    recording(1, gauges(0.010, 0.020)),
+    recording(2, gauges(0.010, 0.030)), // 10.0.0.2 not probed again: not a new sample
+    recording(3, gauges(0.012, 0.030)),
+  ];
+  assert.deepEqual(latency(tool, recordings, { kind: "dial" }, 0, 3), {
+    median_ms: 12,
+    p99_ms: 30,
+    samples: 4,
+  });
+});
+
+Deno.test("comparison arithmetic: detection is the first scrape showing a new error after the fault", () => {
+  const tool = shipped[0]!;
+  const errors = (value: number) =>
+    `network_dial_error_total{host="10.0.0.2:8000",reason="timeout"} ${value}\n`;
+  const recordings = [
+    recording(1, errors(3)), // errors from before the fault are not its detection
+    recording(2, errors(3)),
+    recording(3, errors(4)),
+  ];
+  const selection = { kind: "dial", peerIp: "10.0.0.2" } as const;
+  assert.equal(detectionMs(tool, recordings, selection, 1.5, 5), 1.5);
+  assert.equal(detectionMs(tool, recordings, selection, 1.5, 2.5), undefined);
+  assert.equal(
+    detectionMs(tool, recordings, { kind: "dial", peerIp: "10.0.0.3" }, 0, 5),
+    undefined,
+  );
+
+  const probe = (at: number, success: number) =>
+    recording(at, `probe_success ${success}\nprobe_duration_seconds 0.5\n`, {
+      kind: "dial",
+      peer: "10.0.0.2",
+    });
+  assert.equal(
+    detectionMs(shipped[1]!, [probe(1, 0), probe(2, 1), probe(3, 0)], selection, 1.5, 5),
+    1.5,
+  );
 });
 
 Deno.test("comparison arithmetic: a per-target tool's failed probes are errors, not latencies", () => {

@@ -269,30 +269,64 @@ function failed(recording: Recording, ref: MetricRef, labels: Record<string, str
 }
 
 /**
- * How much every counter series grew in (from, to]: increases between
- * consecutive scrapes of the same process, a new series counting from 0 and
- * a drop counting as a reset (Prometheus' `increase`, without extrapolation).
+ * Each scrape with how much its counter series grew since the same process'
+ * previous scrape: a new series counts from 0 and a drop counts as a reset
+ * (Prometheus' `increase`, without extrapolation).
  */
+function* counterGrowth(
+  recordings: readonly Recording[],
+  pick: (recording: Recording) => Sample[],
+): Generator<{ at: number; growth: number }> {
+  const last = new Map<string, number>();
+  for (const recording of recordings) {
+    if (recording.samples === undefined) continue;
+    let growth = 0;
+    for (const sample of pick(recording)) {
+      const key = `${recording.instance} ${JSON.stringify(sample.labels)}`;
+      const previous = last.get(key) ?? 0;
+      growth += sample.value >= previous ? sample.value - previous : sample.value;
+      last.set(key, sample.value);
+    }
+    yield { at: recording.at, growth };
+  }
+}
+
+/** How much every counter series grew in (from, to]. */
 function counterIncrease(
   recordings: readonly Recording[],
   pick: (recording: Recording) => Sample[],
   from: number,
   to: number,
 ): number {
-  const last = new Map<string, number>();
   let total = 0;
-  for (const recording of recordings) {
-    if (recording.samples === undefined || recording.at > to) continue;
-    for (const sample of pick(recording)) {
-      const key = `${recording.instance} ${JSON.stringify(sample.labels)}`;
-      const previous = last.get(key) ?? 0;
-      if (recording.at > from) {
-        total += sample.value >= previous ? sample.value - previous : sample.value;
-      }
-      last.set(key, sample.value);
-    }
+  for (const { at, growth } of counterGrowth(recordings, pick)) {
+    if (at > from && at <= to) total += growth;
   }
   return total;
+}
+
+/** Each scrape with the probe errors of `selection` it shows for the first time. */
+function* newErrors(
+  tool: ToolConfig,
+  recordings: readonly Recording[],
+  selection: Selection,
+): Generator<{ at: number; growth: number }> {
+  const ref = mappingOf(tool, selection).errors;
+  if (tool.scrape.mode === "per_target") {
+    for (const recording of probeRecordings(recordings, selection)) {
+      yield { at: recording.at, growth: failed(recording, ref, {}) ? 1 : 0 };
+    }
+    return;
+  }
+  const labels = peerLabels(tool, selection);
+  const metrics = recordings.filter((recording) => recording.kind === "metrics");
+  if (ref.type === "gauge") {
+    for (const recording of metrics) {
+      yield { at: recording.at, growth: failed(recording, ref, labels) ? 1 : 0 };
+    }
+    return;
+  }
+  yield* counterGrowth(metrics, (recording) => select(recording, ref, labels));
 }
 
 /** Probe errors of `selection` in (from, to]. */
@@ -303,23 +337,18 @@ export function errorCount(
   from: number,
   to: number,
 ): number {
-  const ref = mappingOf(tool, selection).errors;
-  if (tool.scrape.mode === "per_target") {
-    return probeRecordings(recordings, selection).filter((recording) =>
-      recording.at > from && recording.at <= to && failed(recording, ref, {})
-    ).length;
+  let total = 0;
+  for (const { at, growth } of newErrors(tool, recordings, selection)) {
+    if (at > from && at <= to) total += growth;
   }
-  const labels = peerLabels(tool, selection);
-  const metrics = recordings.filter((recording) => recording.kind === "metrics");
-  if (ref.type === "gauge") {
-    return metrics.filter((recording) =>
-      recording.at > from && recording.at <= to && failed(recording, ref, labels)
-    ).length;
-  }
-  return counterIncrease(metrics, (recording) => select(recording, ref, labels), from, to);
+  return total;
 }
 
-/** Milliseconds after `after` until a scrape first shows an error of `selection`; undefined if none by `until`. */
+/**
+ * Milliseconds after `after` until a scrape first shows an error of
+ * `selection`; undefined if none by `until`. `recordings` are one scraper's,
+ * in the order their answers arrived.
+ */
 export function detectionMs(
   tool: ToolConfig,
   recordings: readonly Recording[],
@@ -327,10 +356,9 @@ export function detectionMs(
   after: number,
   until: number,
 ): number | undefined {
-  const candidates = recordings.filter((recording) => recording.at > after && recording.at <= until)
-    .map((recording) => recording.at).sort((a, b) => a - b);
-  for (const at of candidates) {
-    if (errorCount(tool, recordings, selection, after, at) > 0) return at - after;
+  for (const { at, growth } of newErrors(tool, recordings, selection)) {
+    if (at > until) return undefined;
+    if (at > after && growth > 0) return at - after;
   }
   return undefined;
 }
@@ -388,7 +416,10 @@ export function histogramQuantile(q: number, buckets: ReadonlyArray<[number, num
   return lower;
 }
 
-/** Latency of `selection` as the tool reports it in (from, to]. */
+/**
+ * Latency of `selection` as the tool reports it in (from, to]; without a
+ * peer, and over several scrapers' recordings, every probe pooled.
+ */
 export function latency(
   tool: ToolConfig,
   recordings: readonly Recording[],
@@ -433,15 +464,16 @@ export function latency(
       samples: count,
     };
   } else {
-    // A gauge of the last result: each new value is one probe.
+    // A gauge of the last result: each new value of a series is one probe.
     const labels = peerLabels(tool, selection);
     values = [];
-    let previous: number | undefined;
+    const previous = new Map<string, number>();
     for (const recording of recordings) {
       if (recording.kind !== "metrics" || !inWindow(recording)) continue;
       for (const sample of select(recording, ref, labels)) {
-        if (sample.value !== previous) values.push(sample.value);
-        previous = sample.value;
+        const key = `${recording.instance} ${JSON.stringify(sample.labels)}`;
+        if (sample.value !== previous.get(key)) values.push(sample.value);
+        previous.set(key, sample.value);
       }
     }
   }
