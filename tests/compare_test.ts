@@ -7,7 +7,7 @@
  */
 
 import { assert } from "./helpers/assert.ts";
-import { requires } from "./helpers/requirements.ts";
+import { CHILD_ENV, requires } from "./helpers/requirements.ts";
 import { SimCluster } from "./sim/cluster.ts";
 import { compare, markdown } from "./sim/compare.ts";
 import { loadTools } from "./sim/tools.ts";
@@ -40,10 +40,18 @@ Deno.test({
     type Figures = { samples: number; median_ms: number; median_error_ms: number };
     const step = (report.accuracy as Array<Record<string, Figures>>)[0]!;
     const bound = options.intervalMs + options.timeoutMs;
+    // The reference beside the tools: as many handshakes as the tools make, node to node.
+    assert.equal(step.reference_samples as unknown, 3 * 2 * options.windowIntervals);
 
     for (const tool of ["net-exporter", "blackbox_exporter", "plugin-exporter"]) {
       const row = rows[tool]!;
-      assert.ok(step[tool]!.samples >= 3, `${tool}: latency samples ${step[tool]!.samples}`);
+      // Pooled over every ordered pair of the 3 nodes: 6 pairs × 5 intervals, a few lost to phase.
+      assert.ok(step[tool]!.samples >= 20, `${tool}: latency samples ${step[tool]!.samples}`);
+      // Every pod the loaded instance probes: 12 peers × 5 intervals.
+      assert.ok(
+        (row.load_latency_samples as number) >= 40,
+        `${tool}: load samples ${row.load_latency_samples}`,
+      );
       assert.equal(row.errors_on_slow_links, 0, `${tool}: no error on links that are only slow`);
       assert.equal(row.cut_detection_missed, 0, `${tool}: sees the cut node`);
       assert.ok(
@@ -91,5 +99,48 @@ Deno.test({
     const table = markdown(report);
     assert.match(table, /\| figure \| net-exporter \| blackbox_exporter \| plugin-exporter \|/);
     assert.doesNotMatch(table, /undefined|NaN/);
+  },
+});
+
+const SIGNAL_NAME =
+  "comparison command: SIGTERM while the cluster is being built removes every namespace and device it made";
+Deno.test({
+  name: SIGNAL_NAME,
+  ignore: !requires(SIGNAL_NAME, {
+    root: true,
+    commands: ["ip", "python3"],
+    devices: ["/dev/net/tun"],
+  }),
+  async fn() {
+    const namespaces = async () =>
+      new TextDecoder().decode(
+        (await new Deno.Command("ip", { args: ["netns", "list"], stdout: "piped" }).output())
+          .stdout,
+      );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        new URL("./sim/compare.ts", import.meta.url).pathname,
+        "--nodes=3",
+        // Enough crowd addresses that the build is still going when the signal comes.
+        "--crowd=300",
+      ],
+      env: CHILD_ENV,
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const prefix = `nesim${child.pid % 100000}`;
+    const deadline = Date.now() + 30_000;
+    while (!(await namespaces()).includes(`${prefix}-0`) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok((await namespaces()).includes(`${prefix}-0`), "the build started within 30 s");
+    child.kill("SIGTERM");
+    const { code } = await child.output();
+    assert.equal(code, 143);
+    assert.doesNotMatch(await namespaces(), new RegExp(`${prefix}\\b`));
+    const links = await new Deno.Command("ip", { args: ["-o", "link"], stdout: "piped" }).output();
+    assert.doesNotMatch(new TextDecoder().decode(links.stdout), new RegExp(prefix));
   },
 });

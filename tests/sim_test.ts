@@ -45,12 +45,12 @@ Deno.test({
       );
     }
 
-    const floorMs = median(await cluster.reference(a, b, 15));
+    const floorMs = median(await cluster.reference(a, [b.address], 15));
     await cluster.setAllLinks({ delay_ms: 20 });
     await new Promise((resolve) => setTimeout(resolve, 2 * intervalMs));
     const before = await scrape(a);
     const exporter = await exporterSamples(a, b, 6, intervalMs);
-    const reference = await cluster.reference(a, b, 15);
+    const reference = await cluster.reference(a, [b.address], 15);
     const after = await scrape(a);
     assert.ok(exporter.length >= 5, `exporter samples: ${exporter}`);
     const difference = Math.abs(median(exporter) - median(reference));

@@ -114,11 +114,15 @@ export class SimCluster implements AsyncDisposable {
     this.options = options;
   }
 
-  /** Builds the namespaces, the emulator and the control point; starts no exporter. */
-  static async create(options: SimOptions): Promise<SimCluster> {
+  /**
+   * Builds the namespaces, the emulator and the control point; starts no
+   * exporter. When `signal` aborts mid-way, what was made is removed and the
+   * abort reason thrown.
+   */
+  static async create(options: SimOptions, signal?: AbortSignal): Promise<SimCluster> {
     const cluster = new SimCluster(options);
     try {
-      await cluster.#build();
+      await cluster.#build(signal);
     } catch (error) {
       await cluster[Symbol.asyncDispose]();
       throw error;
@@ -126,8 +130,9 @@ export class SimCluster implements AsyncDisposable {
     return cluster;
   }
 
-  async #build(): Promise<void> {
+  async #build(signal: AbortSignal | undefined): Promise<void> {
     for (let index = 0; index < this.options.nodes; index++) {
+      signal?.throwIfAborted();
       const netns = `nesim${this.#id}-${index}`;
       const node: SimNode = {
         index,
@@ -141,6 +146,7 @@ export class SimCluster implements AsyncDisposable {
       await makeNamespace(netns, [node.address]);
     }
     const crowdAddresses = this.#crowdAddresses();
+    signal?.throwIfAborted();
     if (crowdAddresses.length > 0) await makeNamespace(this.#crowdNetns, crowdAddresses);
     await run("ip", "tuntap", "add", "dev", this.#control, "mode", "tun");
     await run("ip", "addr", "add", `${CONTROL_ADDRESS}/15`, "dev", this.#control);
@@ -163,8 +169,10 @@ export class SimCluster implements AsyncDisposable {
     ];
     await this.#command({ nodes });
     for (const address of crowdAddresses.slice(1)) {
+      signal?.throwIfAborted();
       await this.#command({ alias: { address, of: crowdAddresses[0]! } });
     }
+    signal?.throwIfAborted();
 
     this.api = await startApiServer({ hostname: CONTROL_ADDRESS });
     this.dns = await startDnsServer({ hostname: CONTROL_ADDRESS });
@@ -359,14 +367,15 @@ export class SimCluster implements AsyncDisposable {
   }
 
   /**
-   * Handshake times from `from` to `to`'s `port` measured by Python's
-   * socket.connect (milliseconds).
+   * Handshake times (milliseconds) from `from` to `addresses`' `port`, in turn,
+   * measured by Python's socket.connect: `samples` of them, one starting every
+   * `periodMs`, so a measurement can run beside the exporters for their window.
    */
   async reference(
     from: SimNode,
-    to: SimNode,
+    addresses: readonly string[],
     samples: number,
-    port = EXPORTER_PORT,
+    { port = EXPORTER_PORT, periodMs = 50 }: { port?: number; periodMs?: number } = {},
   ): Promise<number[]> {
     const output = await run(
       "ip",
@@ -375,9 +384,10 @@ export class SimCluster implements AsyncDisposable {
       from.netns,
       "python3",
       REFERENCE,
-      to.address,
       String(port),
       String(samples),
+      String(periodMs),
+      ...addresses,
     );
     return JSON.parse(output) as number[];
   }
@@ -402,6 +412,30 @@ export class SimCluster implements AsyncDisposable {
     if (this.options.crowd) await tryRun("ip", "netns", "del", this.#crowdNetns);
     await tryRun("ip", "link", "del", this.#control);
   }
+}
+
+/**
+ * For command-line runs: builds the cluster with SIGINT and SIGTERM handled
+ * from the first step, so no namespace outlives the run. A signal while
+ * building stops the build and removes what was made; afterwards it tears the
+ * cluster down. Either way the process exits 130 or 143.
+ */
+export async function createForCommandLine(options: SimOptions): Promise<SimCluster> {
+  const building = new AbortController();
+  let cluster: SimCluster | undefined;
+  for (const [name, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    Deno.addSignalListener(name, () => {
+      if (cluster) exitAfterTeardown(cluster, code);
+      else building.abort(code);
+    });
+  }
+  try {
+    cluster = await SimCluster.create(options, building.signal);
+  } catch (error) {
+    if (building.signal.aborted) Deno.exit(building.signal.reason as number);
+    throw error;
+  }
+  return cluster;
 }
 
 /**

@@ -8,7 +8,12 @@
  */
 
 import { parseArgs } from "node:util";
-import { exitAfterTeardown, SimCluster, type SimNode } from "./cluster.ts";
+import {
+  createForCommandLine,
+  exitAfterTeardown,
+  type SimCluster,
+  type SimNode,
+} from "./cluster.ts";
 import {
   DialErrorTally,
   exporterSamples,
@@ -57,7 +62,7 @@ async function accuracy(
   const before = await scrape(a);
   const exporter = await exporterSamples(a, b, 10, INTERVAL_MS);
   const after = await scrape(a);
-  const reference = await cluster.reference(a, b, 20);
+  const reference = await cluster.reference(a, [b.address], 20);
   const delta = (name: string) =>
     after.value(name, { target_node: b.name }) - before.value(name, { target_node: b.name });
   const count = delta("network_latency_seconds_count");
@@ -154,7 +159,7 @@ async function main(cluster: SimCluster, nodes: number, crowd: number): Promise<
   }
 
   console.error("floor: the emulator with no impairment");
-  const floorSamples = await cluster.reference(a, b, 40);
+  const floorSamples = await cluster.reference(a, [b.address], 40);
   const floor = {
     median_ms: round(median(floorSamples)),
     p99_ms: round(quantile(floorSamples, 0.99)),
@@ -259,7 +264,7 @@ async function main(cluster: SimCluster, nodes: number, crowd: number): Promise<
   const loadBefore = await scrape(loaded);
   const loadStartedAt = performance.now();
   const loadedSamples = await exporterSamples(loaded, peer, 10, INTERVAL_MS);
-  const loadReference = await cluster.reference(loaded, peer, 20);
+  const loadReference = await cluster.reference(loaded, [peer.address], 20);
   const loadAfter = await scrape(loaded);
   const loadSeconds = (performance.now() - loadStartedAt) / 1000;
   scraping = false;
@@ -361,14 +366,12 @@ function markdown(report: any): string {
 
 const nodes = Number(args.nodes);
 const crowd = Number(args.crowd);
-const cluster = await SimCluster.create({
+const cluster = await createForCommandLine({
   crowd,
   nodes,
   intervalMs: INTERVAL_MS,
   timeoutMs: TIMEOUT_MS,
 });
-Deno.addSignalListener("SIGINT", () => exitAfterTeardown(cluster, 130));
-Deno.addSignalListener("SIGTERM", () => exitAfterTeardown(cluster, 143));
 try {
   await main(cluster, nodes, crowd);
 } catch (error) {
