@@ -136,12 +136,20 @@ export async function compare(
   try {
     log(`starting ${tools.map((tool) => tool.name).join(", ")} on ${cluster.nodes.length} nodes`);
     for (const node of cluster.nodes) cluster.applyPod(node, false);
+    // A DaemonSet's pods start at different moments. Started together, every instance would
+    // probe in step, all observers of a fault would share one phase, and a detection median
+    // would rest on as many independent phases as there are trials.
     await Promise.all(
-      cluster.nodes.flatMap((node) => fleets.map((fleet) => fleet.startOn(node, cluster, options))),
+      cluster.nodes.flatMap((node) =>
+        fleets.map(async (fleet) => {
+          await sleep(Math.random() * intervalMs);
+          await fleet.startOn(node, cluster, options);
+        })
+      ),
     );
     for (const node of cluster.nodes) cluster.applyPod(node, true);
     await discovery.start();
-    for (const recorder of recorders) recorder.start();
+    for (const recorder of recorders) recorder.start(Math.random() * intervalMs);
     const report = await scenarios(cluster, fleets, discovery, options, log);
     const minutes = (performance.now() - runStartedAt) / 60_000;
     for (const fleet of fleets) {
@@ -297,10 +305,11 @@ async function scenarios(
     log(`detection: ${what}`);
     for (const recorder of recorders) recorder.pollMs = DETECTION_POLL_MS;
     // A random phase: trials of equal length would otherwise hit every schedule at the same point.
-    await sleep((2 + Math.random()) * intervalMs);
+    // At least one interval, so the previous trial's last timeouts are over.
+    await sleep((1 + Math.random()) * intervalMs);
     const at = performance.now();
     await inject();
-    await sleep(2 * bound + intervalMs);
+    await sleep(bound + intervalMs);
     await restore();
     const until = performance.now();
     detectionWindows.push([at, until]);
@@ -376,8 +385,14 @@ async function scenarios(
     const row = rows.get(fleet)!;
     const summary = (times: Array<number | undefined>) => {
       const seen = times.filter((time): time is number => time !== undefined);
+      const mean = seen.reduce((sum, time) => sum + time, 0) / seen.length;
+      const variance = seen.reduce((sum, time) => sum + (time - mean) ** 2, 0) /
+        (seen.length - 1);
       return {
         median: round(median(seen), 0),
+        mean: round(mean, 0),
+        // Observations are independent (every instance and scraper starts at its own phase).
+        ci95: round(1.96 * Math.sqrt(variance / seen.length), 0),
         max: seen.length ? round(Math.max(...seen), 0) : null,
         missed: times.length - seen.length,
       };
@@ -399,16 +414,22 @@ async function scenarios(
     const cut = summary(cutTimes.get(fleet)!);
     row.cut_observations = cutTimes.get(fleet)!.length;
     row.cut_detection_median_ms = cut.median;
+    row.cut_detection_mean_ms = cut.mean;
+    row.cut_detection_mean_ci95_ms = cut.ci95;
     row.cut_detection_max_ms = cut.max;
     row.cut_detection_missed = cut.missed;
     row.cut_false_alarms_on_healthy_peers = cutFalseAlarms.get(fleet);
     const silent = summary(dnsTimes.timeout.get(fleet)!);
     row.dns_silent_detection_median_ms = silent.median;
+    row.dns_silent_detection_mean_ms = silent.mean;
+    row.dns_silent_detection_mean_ci95_ms = silent.ci95;
     row.dns_silent_detection_missed = silent.missed;
     const servfail = summary(dnsTimes.servfail.get(fleet)!);
     row.dns_servfail_detection_median_ms = servfail.median;
+    row.dns_servfail_detection_mean_ms = servfail.mean;
+    row.dns_servfail_detection_mean_ci95_ms = servfail.ci95;
     row.dns_servfail_detection_missed = servfail.missed;
-    // Every observation, for the JSON: a median of a dozen phases hides the shape.
+    // Every observation, for the JSON: a median hides the shape.
     const raw = (times: Array<number | undefined>) => times.map((time) => round(time, 0));
     row.cut_detection_all_ms = raw(cutTimes.get(fleet)!);
     row.dns_silent_detection_all_ms = raw(dnsTimes.timeout.get(fleet)!);
@@ -590,12 +611,18 @@ const FIGURES: ReadonlyArray<[string, string]> = [
   ["detection_poll_gap_p99_ms", "detection: time between polls of a background tool, p99 (ms)"],
   ["cut_observations", "cut node: observations (trials × observing nodes)"],
   ["cut_detection_median_ms", "cut node: detection, median (ms)"],
+  ["cut_detection_mean_ms", "cut node: detection, mean (ms)"],
+  ["cut_detection_mean_ci95_ms", "cut node: detection, mean's 95% confidence interval (± ms)"],
   ["cut_detection_max_ms", "cut node: detection, max (ms)"],
   ["cut_detection_missed", "cut node: observations not detected"],
   ["cut_false_alarms_on_healthy_peers", "cut node: errors counted for healthy peers"],
   ["dns_silent_detection_median_ms", "DNS server silent: detection, median (ms)"],
+  ["dns_silent_detection_mean_ms", "DNS server silent: detection, mean (ms)"],
+  ["dns_silent_detection_mean_ci95_ms", "DNS server silent: mean's 95% confidence interval (± ms)"],
   ["dns_silent_detection_missed", "DNS server silent: observations not detected"],
   ["dns_servfail_detection_median_ms", "DNS SERVFAIL: detection, median (ms)"],
+  ["dns_servfail_detection_mean_ms", "DNS SERVFAIL: detection, mean (ms)"],
+  ["dns_servfail_detection_mean_ci95_ms", "DNS SERVFAIL: mean's 95% confidence interval (± ms)"],
   ["dns_servfail_detection_missed", "DNS SERVFAIL: observations not detected"],
   ["rolling_restart_dial_errors", "rolling restart: dial errors counted (false alarms)"],
   ["series_left_for_old_pod_ips", "rolling restart: series left for old pod IPs"],
@@ -715,7 +742,7 @@ if (import.meta.main) {
       timeoutMs,
       delaysMs: [0, 1, 5, 20, 100],
       windowIntervals: 20,
-      trials: 12,
+      trials: 24,
       crowd,
       log: (line) => console.error(line),
     });

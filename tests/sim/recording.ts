@@ -142,10 +142,14 @@ export class Recorder {
     this.#names = mappedNames(tool);
   }
 
-  start(): void {
-    this.#loop = this.tool.scrape.mode === "background"
-      ? this.#background()
-      : this.#perTarget(this.tool.scrape.dial_path, this.tool.scrape.dns_path);
+  /** Starts scraping after `phaseMs`: where in the interval a per-target tool's probes fall. */
+  start(phaseMs = 0): void {
+    this.#loop = (async () => {
+      await sleep(phaseMs);
+      await (this.tool.scrape.mode === "background"
+        ? this.#background()
+        : this.#perTarget(this.tool.scrape.dial_path, this.tool.scrape.dns_path));
+    })();
   }
 
   async stop(): Promise<void> {
