@@ -132,7 +132,7 @@ Deno.test("comparison arithmetic: a last-latency gauge gives one sample per new 
     0,
     3,
   );
-  assert.deepEqual(figures, { median_ms: 10, p99_ms: 30, samples: 2 });
+  assert.deepEqual(figures, { median_ms: 10, p99_ms: 30, samples: 2, values_ms: [10, 30] });
 });
 
 Deno.test("comparison arithmetic: pooled over peers, each series' gauge is read on its own", () => {
@@ -149,6 +149,7 @@ Deno.test("comparison arithmetic: pooled over peers, each series' gauge is read 
     median_ms: 12,
     p99_ms: 30,
     samples: 4,
+    values_ms: [10, 20, 30, 12],
   });
 });
 
@@ -193,6 +194,7 @@ Deno.test("comparison arithmetic: a per-target tool's failed probes are errors, 
     median_ms: 2,
     p99_ms: 4,
     samples: 2,
+    values_ms: [2, 4],
   });
   assert.equal(probeCount(tool, recordings, 0, 3), 3);
 });

@@ -71,6 +71,10 @@ Deno.test({
     }
     // Exact last latencies: within 1 ms of the reference plus the emulator's own share.
     for (const tool of ["net-exporter", "blackbox_exporter"]) {
+      // Probes known one by one: pooled errors with the interval chance alone would give them.
+      for (const figure of ["latency_p99_error_ms_pooled_ci95", "load_latency_p99_error_ms_ci95"]) {
+        assert.match(String(rows[tool]![figure]), /^\[-?[\d.]+, -?[\d.]+\]$/, `${tool}: ${figure}`);
+      }
       assert.ok(
         Math.abs(step[tool]!.median_error_ms) <= 1.5,
         `${tool}: ${step[tool]!.median_error_ms} ms`,
@@ -78,6 +82,7 @@ Deno.test({
     }
     // A histogram's quantile is only known to its bucket: 25–50 ms here, as histogram_quantile says.
     const plugin = step["plugin-exporter"]!;
+    assert.equal(rows["plugin-exporter"]!.latency_p99_error_ms_pooled, undefined);
     assert.ok(plugin.median_ms > 25 && plugin.median_ms <= 50, `plugin median ${plugin.median_ms}`);
 
     assert.equal(rows["net-exporter"]!.rolling_restart_dial_errors, 0);

@@ -34,6 +34,7 @@ import { loadTools, type ToolConfig, ToolInstance } from "./tools.ts";
 
 /** How often background tools are scraped while a detection trial runs. */
 const DETECTION_POLL_MS = 50;
+const BOOTSTRAP_ROUNDS = 1_000;
 /** Reference handshakes per interval under load: p99 of a 20-interval window rests on 400. */
 const LOAD_REFERENCE_PER_INTERVAL = 20;
 
@@ -191,6 +192,12 @@ async function scenarios(
 
   // Accuracy, and errors counted on links that are only slow (false alarms).
   const accuracy: Record<string, unknown>[] = [];
+  // Every step's probes and reference handshakes as excess over that step's reference median:
+  // pooled, a p99 rests on 2,000 values. A histogram's probes are not known one by one.
+  const referenceExcess: number[] = [];
+  const toolExcess = new Map<Fleet, number[] | undefined>(fleets.map((fleet) => [fleet, []]));
+  // Bootstrap intervals take seconds of CPU; worked out after the last scenario.
+  const intervals: Array<() => void> = [];
   const steadyFrom = performance.now();
   const cpuBefore = await cpuSeconds(fleets, cluster.nodes);
   for (const oneWayMs of options.delaysMs) {
@@ -222,8 +229,11 @@ async function scenarios(
       reference_p99_ms: round(referenceP99),
       reference_samples: reference.length,
     };
+    referenceExcess.push(...reference.map((value) => value - referenceMedian));
     for (const fleet of fleets) {
       const figures = latency(fleet.tool, fleet.recordings(), { kind: "dial" }, from, to);
+      const excess = figures?.values_ms?.map((value) => value - referenceMedian);
+      toolExcess.set(fleet, excess && toolExcess.get(fleet)?.concat(excess));
       step[fleet.tool.name] = {
         median_ms: round(figures?.median_ms),
         p99_ms: round(figures?.p99_ms),
@@ -251,6 +261,16 @@ async function scenarios(
     row.latency_median_error_ms_worst = round(maxAbs(errors as number[]));
     row.latency_p99_error_ms_worst = round(maxAbs(p99Errors as number[]));
     row.latency_samples_per_step_min = Math.min(...steps.map((step) => step.samples ?? 0));
+    const excess = toolExcess.get(fleet);
+    if (excess?.length) {
+      row.latency_median_error_ms_pooled = round(median(excess)! - median(referenceExcess)!);
+      row.latency_p99_error_ms_pooled = round(
+        quantile(excess, 0.99) - quantile(referenceExcess, 0.99),
+      );
+      intervals.push(() => {
+        row.latency_p99_error_ms_pooled_ci95 = p99ErrorInterval(excess, referenceExcess);
+      });
+    }
     row.errors_on_slow_links = steps.reduce(
       (sum, step) => sum + (step.errors_on_slow_links ?? 0),
       0,
@@ -514,6 +534,8 @@ async function scenarios(
         return {
           from,
           to,
+          values: figures?.values_ms,
+          reference,
           samples: figures?.samples ?? 0,
           referenceSamples: reference.length,
           medianError: round(figures && figures.median_ms - median(reference)!),
@@ -532,6 +554,12 @@ async function scenarios(
       row.load_rss_mib = round((after?.rssBytes ?? 0) / 2 ** 20, 1);
       row.load_latency_median_error_ms = scraped.medianError;
       row.load_latency_p99_error_ms = scraped.p99Error;
+      if (scraped.values) {
+        const values = scraped.values;
+        intervals.push(() => {
+          row.load_latency_p99_error_ms_ci95 = p99ErrorInterval(values, scraped.reference);
+        });
+      }
       row.load_latency_samples = scraped.samples;
       row.load_reference_samples = scraped.referenceSamples;
       row.load_scrape_median_ms = round(median(times));
@@ -555,6 +583,12 @@ async function scenarios(
       await busy;
       row.busy_latency_median_error_ms = hammered.medianError;
       row.busy_latency_p99_error_ms = hammered.p99Error;
+      if (hammered.values) {
+        const values = hammered.values;
+        intervals.push(() => {
+          row.busy_latency_p99_error_ms_ci95 = p99ErrorInterval(values, hammered.reference);
+        });
+      }
       row.busy_latency_samples = hammered.samples;
       row.busy_scrapes_per_second = round(
         busyTimes.length / ((hammered.to - hammered.from) / 1000),
@@ -572,11 +606,27 @@ async function scenarios(
     }
   }
 
+  for (const interval of intervals) interval();
   return {
     accuracy,
     ...(load ? { load } : {}),
     tools: Object.fromEntries(fleets.map((fleet) => [fleet.tool.name, rows.get(fleet)!])),
   };
+}
+
+/**
+ * The 95% bootstrap interval of p99(tool) − p99(reference), as "[low, high]"
+ * in ms: how far that difference could move by chance alone, with this many
+ * samples on each side.
+ */
+function p99ErrorInterval(tool: readonly number[], reference: readonly number[]): string {
+  const resample = (values: readonly number[]) =>
+    Array.from({ length: values.length }, () => values[Math.floor(Math.random() * values.length)]!);
+  const differences = Array.from(
+    { length: BOOTSTRAP_ROUNDS },
+    () => quantile(resample(tool), 0.99) - quantile(resample(reference), 0.99),
+  );
+  return `[${round(quantile(differences, 0.025), 2)}, ${round(quantile(differences, 0.975), 2)}]`;
 }
 
 function maxAbs(values: readonly number[]): number | undefined {
@@ -602,6 +652,18 @@ async function cpuSeconds(fleets: readonly Fleet[], nodes: readonly SimNode[]) {
 const FIGURES: ReadonlyArray<[string, string]> = [
   ["latency_median_error_ms_worst", "dial latency: worst median error vs reference (ms)"],
   ["latency_p99_error_ms_worst", "dial latency: worst p99 error vs reference (ms)"],
+  [
+    "latency_median_error_ms_pooled",
+    "dial latency: median error, every step pooled as excess over its reference median (ms)",
+  ],
+  [
+    "latency_p99_error_ms_pooled",
+    "dial latency: p99 error, every step pooled as excess over its reference median (ms)",
+  ],
+  [
+    "latency_p99_error_ms_pooled_ci95",
+    "dial latency: pooled p99 error, 95% bootstrap interval (ms)",
+  ],
   ["latency_samples_per_step_min", "dial latency: fewest probes pooled in an accuracy step"],
   ["errors_on_slow_links", "dial errors on links that were only slow (false alarms)"],
   [
@@ -635,6 +697,7 @@ const FIGURES: ReadonlyArray<[string, string]> = [
   ["load_cpu_seconds_per_1000_probes", "load: CPU s per 1,000 probes"],
   ["load_latency_median_error_ms", "load: dial latency median error vs reference (ms)"],
   ["load_latency_p99_error_ms", "load: dial latency p99 error vs reference (ms)"],
+  ["load_latency_p99_error_ms_ci95", "load: p99 error, 95% bootstrap interval (ms)"],
   ["load_latency_samples", "load: probes pooled for the latency errors"],
   ["load_reference_samples", "load: reference handshakes beside them"],
   ["load_scrape_median_ms", "load: scrape median (ms)"],
@@ -646,6 +709,7 @@ const FIGURES: ReadonlyArray<[string, string]> = [
   ["busy_scrape_median_ms", "load + busy scraper: its scrape median (ms)"],
   ["busy_latency_median_error_ms", "load + busy scraper: dial latency median error (ms)"],
   ["busy_latency_p99_error_ms", "load + busy scraper: dial latency p99 error (ms)"],
+  ["busy_latency_p99_error_ms_ci95", "load + busy scraper: p99 error, 95% bootstrap interval (ms)"],
   ["busy_latency_samples", "load + busy scraper: probes pooled"],
   ["busy_rss_mib", "load + busy scraper: resident memory (MiB)"],
   ["api_requests_per_minute_per_instance", "Kubernetes API requests per minute per instance"],

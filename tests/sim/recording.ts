@@ -395,6 +395,8 @@ export interface LatencyFigures {
   readonly median_ms: number;
   readonly p99_ms: number;
   readonly samples: number;
+  /** Each probe's latency (ms), where the tool reports probes one by one (not a histogram's). */
+  readonly values_ms?: readonly number[];
 }
 
 /** Nearest-rank quantile (0–1). */
@@ -486,6 +488,7 @@ export function latency(
     median_ms: quantile(values, 0.5) * 1000,
     p99_ms: quantile(values, 0.99) * 1000,
     samples: values.length,
+    values_ms: values.map((value) => value * 1000),
   };
 }
 
