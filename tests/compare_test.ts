@@ -101,6 +101,22 @@ Deno.test({
     ) assert.ok(cluster.api.requests.some((seen) => seen.startsWith(request)), request);
     assert.ok((rows["plugin-exporter"]!.api_requests_per_minute_per_instance as number) > 30);
 
+    // Head to head: every contest has a verdict for blackbox_exporter; the plug-in's histogram
+    // hides single probes, so only its detections are compared.
+    const contests = report.head_to_head as Array<Record<string, { verdict: string } | null>>;
+    assert.equal(contests.length, 3 + 2 + 2 + 2);
+    for (const contest of contests) {
+      assert.match(
+        contest["blackbox_exporter"]!.verdict,
+        /^(net-exporter lower|blackbox_exporter lower|no difference beyond chance)$/,
+      );
+      assert.equal(
+        contest["plugin-exporter"] === null,
+        !String(contest.figure).includes("detection"),
+        String(contest.figure),
+      );
+    }
+
     const table = markdown(report);
     assert.match(table, /\| figure \| net-exporter \| blackbox_exporter \| plugin-exporter \|/);
     assert.doesNotMatch(table, /undefined|NaN/);

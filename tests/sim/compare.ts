@@ -198,6 +198,7 @@ async function scenarios(
   const toolExcess = new Map<Fleet, number[] | undefined>(fleets.map((fleet) => [fleet, []]));
   // Bootstrap intervals take seconds of CPU; worked out after the last scenario.
   const intervals: Array<() => void> = [];
+  const contests: Contest[] = [];
   const steadyFrom = performance.now();
   const cpuBefore = await cpuSeconds(fleets, cluster.nodes);
   for (const oneWayMs of options.delaysMs) {
@@ -288,6 +289,13 @@ async function scenarios(
     const scrape = times.map((recording) => recording.at - recording.startedAt);
     row.steady_scrape_median_ms = round(median(scrape));
     row.steady_scrape_p99_ms = round(quantile(scrape, 0.99));
+  }
+  for (const statistic of ["median", "p99"] as const) {
+    contests.push({
+      figure: "dial latency, every accuracy step pooled (excess over its reference median)",
+      statistic,
+      values: toolExcess,
+    });
   }
   await cluster.setAllLinks({ delay_ms: 0 });
 
@@ -401,11 +409,29 @@ async function scenarios(
     }
   }
   for (const analyse of analyses) analyse();
+  const cutContest: Contest = {
+    figure: "cut node: detection",
+    statistic: "mean",
+    values: new Map(),
+  };
+  const silentContest: Contest = {
+    figure: "DNS server silent: detection",
+    statistic: "mean",
+    values: new Map(),
+  };
+  const servfailContest: Contest = {
+    figure: "DNS SERVFAIL: detection",
+    statistic: "mean",
+    values: new Map(),
+  };
+  contests.push(cutContest, silentContest, servfailContest);
+  const detected = (times: Array<number | undefined>) =>
+    times.filter((time): time is number => time !== undefined);
   for (const fleet of fleets) {
     const row = rows.get(fleet)!;
     const summary = (times: Array<number | undefined>) => {
-      const seen = times.filter((time): time is number => time !== undefined);
-      const mean = seen.reduce((sum, time) => sum + time, 0) / seen.length;
+      const seen = detected(times);
+      const mean = STATISTICS.mean(seen);
       const variance = seen.reduce((sum, time) => sum + (time - mean) ** 2, 0) /
         (seen.length - 1);
       return {
@@ -431,6 +457,9 @@ async function scenarios(
       row.detection_poll_gap_median_ms = round(median(gaps), 1);
       row.detection_poll_gap_p99_ms = round(quantile(gaps, 0.99), 1);
     }
+    cutContest.values.set(fleet, detected(cutTimes.get(fleet)!));
+    silentContest.values.set(fleet, detected(dnsTimes.timeout.get(fleet)!));
+    servfailContest.values.set(fleet, detected(dnsTimes.servfail.get(fleet)!));
     const cut = summary(cutTimes.get(fleet)!);
     row.cut_observations = cutTimes.get(fleet)!.length;
     row.cut_detection_median_ms = cut.median;
@@ -505,6 +534,18 @@ async function scenarios(
     await cluster.startCrowd([...new Set(fleets.map((fleet) => fleet.tool.port))]);
     await discovery.refresh();
     load = { peers: options.crowd + cluster.nodes.length - 1 };
+    // Each tool's load windows run at their own time: compared as excess over the reference beside them.
+    const loadContests = (figure: string) =>
+      (["median", "p99"] as const).map((statistic): Contest => ({
+        figure,
+        statistic,
+        values: new Map(),
+      }));
+    const scrapedContests = loadContests("load: dial latency (excess over its reference median)");
+    const busyContests = loadContests(
+      "load + busy scraper: dial latency (excess over its reference median)",
+    );
+    contests.push(...scrapedContests, ...busyContests);
     for (const fleet of fleets) {
       log(`load: ${fleet.tool.name}`);
       const recorder = fleet.recorders.get(a)!;
@@ -535,6 +576,7 @@ async function scenarios(
           from,
           to,
           values: figures?.values_ms,
+          excess: figures?.values_ms?.map((value) => value - median(reference)!),
           reference,
           samples: figures?.samples ?? 0,
           referenceSamples: reference.length,
@@ -554,6 +596,7 @@ async function scenarios(
       row.load_rss_mib = round((after?.rssBytes ?? 0) / 2 ** 20, 1);
       row.load_latency_median_error_ms = scraped.medianError;
       row.load_latency_p99_error_ms = scraped.p99Error;
+      for (const contest of scrapedContests) contest.values.set(fleet, scraped.excess);
       if (scraped.values) {
         const values = scraped.values;
         intervals.push(() => {
@@ -583,6 +626,7 @@ async function scenarios(
       await busy;
       row.busy_latency_median_error_ms = hammered.medianError;
       row.busy_latency_p99_error_ms = hammered.p99Error;
+      for (const contest of busyContests) contest.values.set(fleet, hammered.excess);
       if (hammered.values) {
         const values = hammered.values;
         intervals.push(() => {
@@ -610,8 +654,69 @@ async function scenarios(
   return {
     accuracy,
     ...(load ? { load } : {}),
+    head_to_head: headToHead(fleets, contests),
     tools: Object.fromEntries(fleets.map((fleet) => [fleet.tool.name, rows.get(fleet)!])),
   };
+}
+
+/** A figure on which every tool's raw values are compared with the first tool's. */
+interface Contest {
+  readonly figure: string;
+  readonly statistic: "median" | "p99" | "mean";
+  /** Milliseconds; undefined for a tool whose probes are not known one by one. */
+  readonly values: Map<Fleet, readonly number[] | undefined>;
+}
+
+const STATISTICS = {
+  median: (values: readonly number[]) => quantile(values, 0.5),
+  p99: (values: readonly number[]) => quantile(values, 0.99),
+  mean: (values: readonly number[]) =>
+    values.reduce((sum, value) => sum + value, 0) / values.length,
+};
+
+/** Uniform resample with replacement. */
+function resample(values: readonly number[]): number[] {
+  return Array.from(
+    { length: values.length },
+    () => values[Math.floor(Math.random() * values.length)]!,
+  );
+}
+
+/**
+ * Each other tool against the first on every contest: the difference of the
+ * statistic (other − first, ms; positive means the first tool is lower, i.e.
+ * closer or faster), its 95% bootstrap interval, and what that allows saying.
+ */
+function headToHead(fleets: readonly Fleet[], contests: readonly Contest[]) {
+  const [first, ...others] = fleets as [Fleet, ...Fleet[]];
+  return contests.map((contest) => {
+    const statistic = STATISTICS[contest.statistic];
+    const mine = contest.values.get(first);
+    const row: Record<string, unknown> = { figure: contest.figure, statistic: contest.statistic };
+    for (const other of others) {
+      const theirs = contest.values.get(other);
+      if (!mine?.length || !theirs?.length) {
+        row[other.tool.name] = null;
+        continue;
+      }
+      const differences = Array.from(
+        { length: BOOTSTRAP_ROUNDS },
+        () => statistic(resample(theirs)) - statistic(resample(mine)),
+      );
+      const low = quantile(differences, 0.025);
+      const high = quantile(differences, 0.975);
+      row[other.tool.name] = {
+        difference_ms: round(statistic(theirs) - statistic(mine), 2),
+        interval_ms: [round(low, 2), round(high, 2)],
+        verdict: low > 0
+          ? `${first.tool.name} lower`
+          : high < 0
+          ? `${other.tool.name} lower`
+          : "no difference beyond chance",
+      };
+    }
+    return row;
+  });
 }
 
 /**
@@ -620,8 +725,6 @@ async function scenarios(
  * samples on each side.
  */
 function p99ErrorInterval(tool: readonly number[], reference: readonly number[]): string {
-  const resample = (values: readonly number[]) =>
-    Array.from({ length: values.length }, () => values[Math.floor(Math.random() * values.length)]!);
   const differences = Array.from(
     { length: BOOTSTRAP_ROUNDS },
     () => quantile(resample(tool), 0.99) - quantile(resample(reference), 0.99),
@@ -749,6 +852,23 @@ export function markdown(report: Record<string, unknown>): string {
         names.map((name) => {
           const figures = step[name] as Record<string, unknown>;
           return `${cell(figures.median_ms)} / ${cell(figures.p99_ms)}`;
+        }).join(" | ")
+      } |`
+    ),
+    "",
+    `| head to head | ${
+      others.map((name) => `${name} − ${first} (ms) [95% interval] | verdict`).join(" | ")
+    } |`,
+    `| --- | ${others.map(() => "---: | ---").join(" | ")} |`,
+    ...(report.head_to_head as Array<Record<string, unknown>>).map((row) =>
+      `| ${row.figure}, ${row.statistic} | ${
+        others.map((name) => {
+          const outcome = row[name] as
+            | { difference_ms: number; interval_ms: [number, number]; verdict: string }
+            | null;
+          return outcome
+            ? `${outcome.difference_ms} [${outcome.interval_ms.join(", ")}] | ${outcome.verdict}`
+            : "— | —";
         }).join(" | ")
       } |`
     ),
