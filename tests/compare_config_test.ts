@@ -8,6 +8,7 @@
 import { assert, assertNear } from "./helpers/assert.ts";
 import { parseSamples } from "./helpers/metrics.ts";
 import {
+  asScrapedEvery,
   detectionMs,
   errorCount,
   histogramQuantile,
@@ -179,6 +180,22 @@ Deno.test("comparison arithmetic: detection is the first scrape showing a new er
     detectionMs(shipped[1]!, [probe(1, 0), probe(2, 1), probe(3, 0)], selection, 1.5, 5),
     1.5,
   );
+});
+
+Deno.test("comparison arithmetic: a Prometheus scraping every interval sees the latest answer before each instant, later", () => {
+  const tool = shipped[0]!;
+  const errors = (value: number) =>
+    `network_dial_error_total{host="10.0.0.2:8000",reason="timeout"} ${value}\n`;
+  // Polled every 50 ms; the error shows from 1.2 s on.
+  const polled = [0.05, 0.6, 1.15, 1.2, 1.25, 2.2].map((at) =>
+    recording(at, errors(at >= 1.2 ? 1 : 0))
+  );
+  const scraped = asScrapedEvery(polled, 1, 0.1);
+  assert.deepEqual(scraped.map((recording) => recording.at), [0.1, 1.1, 2.1]);
+  const selection = { kind: "dial", peerIp: "10.0.0.2" } as const;
+  assertNear(detectionMs(tool, polled, selection, 1, 5)!, 0.2, 1e-9);
+  // Seen at the first instant after 1.2 s, 2.1 s.
+  assertNear(detectionMs(tool, scraped, selection, 1, 5)!, 1.1, 1e-9);
 });
 
 Deno.test("comparison arithmetic: a per-target tool's failed probes are errors, not latencies", () => {

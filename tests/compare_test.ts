@@ -61,6 +61,7 @@ Deno.test({
       assert.equal(row.cut_false_alarms_on_healthy_peers, 0, `${tool}: no error for healthy peers`);
       assert.equal(row.dns_silent_detection_missed, 0, `${tool}: sees the silent DNS server`);
       assert.equal(row.dns_servfail_detection_missed, 0, `${tool}: sees SERVFAIL`);
+      assert.equal(row.cut_detection_prometheus_missed, 0, `${tool}: Prometheus sees the cut`);
       for (
         const figure of ["steady_rss_mib", "steady_cpu_seconds_per_1000_probes", "load_rss_mib"]
       ) {
@@ -104,7 +105,8 @@ Deno.test({
     // Head to head: every contest has a verdict for blackbox_exporter; the plug-in's histogram
     // hides single probes, so only its detections are compared.
     const contests = report.head_to_head as Array<Record<string, { verdict: string } | null>>;
-    assert.equal(contests.length, 3 + 2 + 2 + 2);
+    // Latency median and p99; three faults as the exporter reports them and via Prometheus; load.
+    assert.equal(contests.length, 2 + 3 * 2 + 2 + 2);
     for (const contest of contests) {
       assert.match(
         contest["blackbox_exporter"]!.verdict,

@@ -18,6 +18,7 @@ import {
   type SimNode,
 } from "./cluster.ts";
 import {
+  asScrapedEvery,
   detectionMs,
   errorCount,
   latency,
@@ -199,6 +200,14 @@ async function scenarios(
   // Bootstrap intervals take seconds of CPU; worked out after the last scenario.
   const intervals: Array<() => void> = [];
   const contests: Contest[] = [];
+  const contestOf = (figure: string) => {
+    let contest = contests.find((candidate) => candidate.figure === figure);
+    if (!contest) {
+      contest = { figure, statistic: "mean", values: new Map() };
+      contests.push(contest);
+    }
+    return contest;
+  };
   const steadyFrom = performance.now();
   const cpuBefore = await cpuSeconds(fleets, cluster.nodes);
   for (const oneWayMs of options.delaysMs) {
@@ -324,11 +333,14 @@ async function scenarios(
   const recorders = fleets.flatMap((fleet) => [...fleet.recorders.values()]);
   const detectionWindows: Array<[number, number]> = [];
   type Observation = { observer: SimNode; selection: Selection };
+  type Trial = { fault: Fault; at: number; until: number; observations: Observation[] };
+  const trials: Trial[] = [];
   const detect = async (
+    fault: Fault,
     what: string,
     inject: () => void | Promise<void>,
     restore: () => void | Promise<void>,
-    observations: readonly Observation[],
+    observations: Observation[],
   ) => {
     log(`detection: ${what}`);
     for (const recorder of recorders) recorder.pollMs = DETECTION_POLL_MS;
@@ -342,107 +354,106 @@ async function scenarios(
     const until = performance.now();
     detectionWindows.push([at, until]);
     for (const recorder of recorders) recorder.pollMs = intervalMs;
-    return {
-      at,
-      until,
-      times: (fleet: Fleet) =>
-        observations.map(({ observer, selection }) =>
-          detectionMs(fleet.tool, fleet.recorders.get(observer)!.recordings, selection, at, until)
-        ),
-    };
+    trials.push({ fault, at, until, observations });
   };
-  // Reading the recordings is heavy; done between trials it would stall the scrape loops and tie
-  // their phase to the next trial's start, so it waits until every trial has run.
-  const analyses: Array<() => void> = [];
-  const cutTimes = new Map<Fleet, Array<number | undefined>>(fleets.map((fleet) => [fleet, []]));
-  const cutFalseAlarms = new Map<Fleet, number>(fleets.map((fleet) => [fleet, 0]));
   for (let trial = 0; trial < options.trials; trial++) {
     const cut = cluster.nodes[1 + (trial % (cluster.nodes.length - 1))]!;
-    const observers = cluster.nodes.filter((node) => node !== cut);
-    const result = await detect(
+    await detect(
+      "cut",
       `${cut.name} cut off`,
       () => cluster.isolate(cut, "cut"),
       () => cluster.isolate(cut, {}),
-      observers.map((observer) => ({ observer, selection: { kind: "dial", peerIp: cut.address } })),
+      cluster.nodes.filter((node) => node !== cut).map((observer) => ({
+        observer,
+        selection: { kind: "dial", peerIp: cut.address },
+      })),
     );
-    analyses.push(() => {
-      for (const fleet of fleets) {
-        cutTimes.get(fleet)!.push(...result.times(fleet));
-        // Errors counted for peers that were never cut.
-        for (const observer of observers) {
-          for (const peer of observers.filter((node) => node !== observer)) {
-            cutFalseAlarms.set(
-              fleet,
-              cutFalseAlarms.get(fleet)! + errorCount(
-                fleet.tool,
-                fleet.recorders.get(observer)!.recordings,
-                { kind: "dial", peerIp: peer.address },
-                result.at,
-                result.until,
-              ),
-            );
-          }
-        }
-      }
-    });
   }
-  const dnsTimes = {
-    timeout: new Map<Fleet, Array<number | undefined>>(fleets.map((fleet) => [fleet, []])),
-    servfail: new Map<Fleet, Array<number | undefined>>(fleets.map((fleet) => [fleet, []])),
-  };
-  for (const reason of ["timeout", "servfail"] as const) {
+  for (const fault of ["dns_silent", "dns_servfail"] as const) {
     for (let trial = 0; trial < options.trials; trial++) {
-      const result = await detect(
-        `DNS server ${reason === "timeout" ? "silent" : "answers SERVFAIL"}`,
+      await detect(
+        fault,
+        fault === "dns_silent" ? "DNS server silent" : "DNS server answers SERVFAIL",
         () => {
           cluster.dns.behaviour = () =>
-            reason === "timeout" ? { silent: true } : { rcode: "SERVFAIL" };
+            fault === "dns_silent" ? { silent: true } : { rcode: "SERVFAIL" };
         },
         () => {
           cluster.dns.behaviour = () => ({ a: ["10.96.0.1"] });
         },
         cluster.nodes.map((observer) => ({ observer, selection: { kind: "dns" } })),
       );
-      analyses.push(() => {
-        for (const fleet of fleets) dnsTimes[reason].get(fleet)!.push(...result.times(fleet));
-      });
     }
   }
-  for (const analyse of analyses) analyse();
-  const cutContest: Contest = {
-    figure: "cut node: detection",
-    statistic: "mean",
-    values: new Map(),
-  };
-  const silentContest: Contest = {
-    figure: "DNS server silent: detection",
-    statistic: "mean",
-    values: new Map(),
-  };
-  const servfailContest: Contest = {
-    figure: "DNS SERVFAIL: detection",
-    statistic: "mean",
-    values: new Map(),
-  };
-  contests.push(cutContest, silentContest, servfailContest);
+  // Reading the recordings is heavy; done between trials it would stall the scrape loops and tie
+  // their phase to the next trial's start, so it waits until every trial has run.
   const detected = (times: Array<number | undefined>) =>
     times.filter((time): time is number => time !== undefined);
   for (const fleet of fleets) {
     const row = rows.get(fleet)!;
-    const summary = (times: Array<number | undefined>) => {
-      const seen = detected(times);
-      const mean = STATISTICS.mean(seen);
-      const variance = seen.reduce((sum, time) => sum + (time - mean) ** 2, 0) /
-        (seen.length - 1);
-      return {
-        median: round(median(seen), 0),
-        mean: round(mean, 0),
+    // What a Prometheus scraping every interval, each instance at its own offset, would have seen.
+    const asPrometheus = new Map(
+      [...fleet.recorders].map(([node, recorder]) => [
+        node,
+        fleet.tool.scrape.mode === "background"
+          ? asScrapedEvery(recorder.recordings, intervalMs, Math.random() * intervalMs)
+          : recorder.recordings,
+      ]),
+    );
+    for (const fault of FAULTS) {
+      const ofFault = trials.filter((trial) => trial.fault === fault);
+      for (const view of ["exporter", "prometheus"] as const) {
+        const times = ofFault.flatMap(({ at, until, observations }) =>
+          observations.map(({ observer, selection }) =>
+            detectionMs(
+              fleet.tool,
+              view === "exporter"
+                ? fleet.recorders.get(observer)!.recordings
+                : asPrometheus.get(observer)!,
+              selection,
+              at,
+              until,
+            )
+          )
+        );
+        const seen = detected(times);
+        const mean = STATISTICS.mean(seen);
+        const variance = seen.reduce((sum, time) => sum + (time - mean) ** 2, 0) /
+          (seen.length - 1);
+        const key = view === "exporter" ? `${fault}_detection` : `${fault}_detection_prometheus`;
+        if (view === "exporter") {
+          row[`${fault}_observations`] = times.length;
+          row[`${key}_median_ms`] = round(median(seen), 0);
+          row[`${key}_max_ms`] = seen.length ? round(Math.max(...seen), 0) : null;
+          // Every observation, for the JSON: a median hides the shape.
+          row[`${key}_all_ms`] = times.map((time) => round(time, 0));
+        }
+        row[`${key}_mean_ms`] = round(mean, 0);
         // Observations are independent (every instance and scraper starts at its own phase).
-        ci95: round(1.96 * Math.sqrt(variance / seen.length), 0),
-        max: seen.length ? round(Math.max(...seen), 0) : null,
-        missed: times.length - seen.length,
-      };
-    };
+        row[`${key}_mean_ci95_ms`] = round(1.96 * Math.sqrt(variance / seen.length), 0);
+        row[`${key}_missed`] = times.length - seen.length;
+        contestOf(`${FAULT_NAMES[fault]}: detection${view === "exporter" ? "" : " via Prometheus"}`)
+          .values.set(fleet, seen);
+      }
+    }
+    // Errors counted for peers that were never cut.
+    let falseAlarms = 0;
+    for (const { fault, at, until, observations } of trials) {
+      if (fault !== "cut") continue;
+      for (const { observer } of observations) {
+        for (const { observer: peer } of observations) {
+          if (peer === observer) continue;
+          falseAlarms += errorCount(
+            fleet.tool,
+            fleet.recorders.get(observer)!.recordings,
+            { kind: "dial", peerIp: peer.address },
+            at,
+            until,
+          );
+        }
+      }
+    }
+    row.cut_false_alarms_on_healthy_peers = falseAlarms;
     if (fleet.tool.scrape.mode === "background") {
       // How often the scraper actually got an answer while it meant to poll: the measurement's grain.
       const gaps = [...fleet.recorders.values()].flatMap((recorder) =>
@@ -457,32 +468,6 @@ async function scenarios(
       row.detection_poll_gap_median_ms = round(median(gaps), 1);
       row.detection_poll_gap_p99_ms = round(quantile(gaps, 0.99), 1);
     }
-    cutContest.values.set(fleet, detected(cutTimes.get(fleet)!));
-    silentContest.values.set(fleet, detected(dnsTimes.timeout.get(fleet)!));
-    servfailContest.values.set(fleet, detected(dnsTimes.servfail.get(fleet)!));
-    const cut = summary(cutTimes.get(fleet)!);
-    row.cut_observations = cutTimes.get(fleet)!.length;
-    row.cut_detection_median_ms = cut.median;
-    row.cut_detection_mean_ms = cut.mean;
-    row.cut_detection_mean_ci95_ms = cut.ci95;
-    row.cut_detection_max_ms = cut.max;
-    row.cut_detection_missed = cut.missed;
-    row.cut_false_alarms_on_healthy_peers = cutFalseAlarms.get(fleet);
-    const silent = summary(dnsTimes.timeout.get(fleet)!);
-    row.dns_silent_detection_median_ms = silent.median;
-    row.dns_silent_detection_mean_ms = silent.mean;
-    row.dns_silent_detection_mean_ci95_ms = silent.ci95;
-    row.dns_silent_detection_missed = silent.missed;
-    const servfail = summary(dnsTimes.servfail.get(fleet)!);
-    row.dns_servfail_detection_median_ms = servfail.median;
-    row.dns_servfail_detection_mean_ms = servfail.mean;
-    row.dns_servfail_detection_mean_ci95_ms = servfail.ci95;
-    row.dns_servfail_detection_missed = servfail.missed;
-    // Every observation, for the JSON: a median hides the shape.
-    const raw = (times: Array<number | undefined>) => times.map((time) => round(time, 0));
-    row.cut_detection_all_ms = raw(cutTimes.get(fleet)!);
-    row.dns_silent_detection_all_ms = raw(dnsTimes.timeout.get(fleet)!);
-    row.dns_servfail_detection_all_ms = raw(dnsTimes.servfail.get(fleet)!);
   }
 
   // Rolling restart: every pod replaced (new name, new IP), links healthy.
@@ -659,6 +644,15 @@ async function scenarios(
   };
 }
 
+/** The faults whose detection is timed; row keys start with these. */
+const FAULTS = ["cut", "dns_silent", "dns_servfail"] as const;
+type Fault = typeof FAULTS[number];
+const FAULT_NAMES: Record<Fault, string> = {
+  cut: "cut node",
+  dns_silent: "DNS server silent",
+  dns_servfail: "DNS SERVFAIL",
+};
+
 /** A figure on which every tool's raw values are compared with the first tool's. */
 interface Contest {
   readonly figure: string;
@@ -780,15 +774,39 @@ const FIGURES: ReadonlyArray<[string, string]> = [
   ["cut_detection_mean_ci95_ms", "cut node: detection, mean's 95% confidence interval (± ms)"],
   ["cut_detection_max_ms", "cut node: detection, max (ms)"],
   ["cut_detection_missed", "cut node: observations not detected"],
+  [
+    "cut_detection_prometheus_mean_ms",
+    "cut node: detection via a Prometheus scraping every interval, mean (ms)",
+  ],
+  [
+    "cut_detection_prometheus_mean_ci95_ms",
+    "cut node: detection via Prometheus, mean's 95% confidence interval (± ms)",
+  ],
   ["cut_false_alarms_on_healthy_peers", "cut node: errors counted for healthy peers"],
   ["dns_silent_detection_median_ms", "DNS server silent: detection, median (ms)"],
   ["dns_silent_detection_mean_ms", "DNS server silent: detection, mean (ms)"],
   ["dns_silent_detection_mean_ci95_ms", "DNS server silent: mean's 95% confidence interval (± ms)"],
   ["dns_silent_detection_missed", "DNS server silent: observations not detected"],
+  [
+    "dns_silent_detection_prometheus_mean_ms",
+    "DNS server silent: detection via a Prometheus scraping every interval, mean (ms)",
+  ],
+  [
+    "dns_silent_detection_prometheus_mean_ci95_ms",
+    "DNS server silent: detection via Prometheus, mean's 95% confidence interval (± ms)",
+  ],
   ["dns_servfail_detection_median_ms", "DNS SERVFAIL: detection, median (ms)"],
   ["dns_servfail_detection_mean_ms", "DNS SERVFAIL: detection, mean (ms)"],
   ["dns_servfail_detection_mean_ci95_ms", "DNS SERVFAIL: mean's 95% confidence interval (± ms)"],
   ["dns_servfail_detection_missed", "DNS SERVFAIL: observations not detected"],
+  [
+    "dns_servfail_detection_prometheus_mean_ms",
+    "DNS SERVFAIL: detection via a Prometheus scraping every interval, mean (ms)",
+  ],
+  [
+    "dns_servfail_detection_prometheus_mean_ci95_ms",
+    "DNS SERVFAIL: detection via Prometheus, mean's 95% confidence interval (± ms)",
+  ],
   ["rolling_restart_dial_errors", "rolling restart: dial errors counted (false alarms)"],
   ["series_left_for_old_pod_ips", "rolling restart: series left for old pod IPs"],
   ["steady_rss_mib", "resident memory per instance, steady (MiB)"],

@@ -367,6 +367,28 @@ export function detectionMs(
   return undefined;
 }
 
+/**
+ * What a scraper asking every `intervalMs`, first at `phaseMs`, would have
+ * seen of a background tool: at each of its instants the latest answer
+ * complete by then, stamped with that instant. Erring late, never early, by
+ * at most the time between the recorded scrapes.
+ */
+export function asScrapedEvery(
+  recordings: readonly Recording[],
+  intervalMs: number,
+  phaseMs: number,
+): Recording[] {
+  const seen: Recording[] = [];
+  const last = recordings.at(-1)?.at ?? 0;
+  let index = -1;
+  for (let instant = phaseMs; instant <= last; instant += intervalMs) {
+    while (index + 1 < recordings.length && recordings[index + 1]!.at <= instant) index++;
+    const latest = recordings[index];
+    if (latest) seen.push({ ...latest, startedAt: instant, at: instant });
+  }
+  return seen;
+}
+
 /** Probes run in (from, to]: per-target requests, or the background tool's success and error counters. */
 export function probeCount(
   tool: ToolConfig,
