@@ -331,7 +331,6 @@ async function scenarios(
   // Detection: cut nodes, one after another, and the DNS server failing; every node observes.
   const bound = intervalMs + timeoutMs;
   const recorders = fleets.flatMap((fleet) => [...fleet.recorders.values()]);
-  const detectionWindows: Array<[number, number]> = [];
   type Observation = { observer: SimNode; selection: Selection };
   type Trial = { fault: Fault; at: number; until: number; observations: Observation[] };
   const trials: Trial[] = [];
@@ -352,7 +351,6 @@ async function scenarios(
     await sleep(bound + intervalMs);
     await restore();
     const until = performance.now();
-    detectionWindows.push([at, until]);
     for (const recorder of recorders) recorder.pollMs = intervalMs;
     trials.push({ fault, at, until, observations });
   };
@@ -459,8 +457,8 @@ async function scenarios(
       const gaps = [...fleet.recorders.values()].flatMap((recorder) =>
         recorder.recordings.flatMap((recording, index) => {
           const previous = recorder.recordings[index - 1];
-          const inside = detectionWindows.some(([from, to]) =>
-            previous !== undefined && previous.at > from && recording.at <= to
+          const inside = trials.some(({ at, until }) =>
+            previous !== undefined && previous.at > at && recording.at <= until
           );
           return inside ? [recording.at - previous!.at] : [];
         })
