@@ -46,8 +46,11 @@ for (const protocol of ["udp", "tcp"] as const) {
       assert(result.ok);
       slow.push(result.seconds);
     }
-    const mean = slow.reduce((sum, value) => sum + value, 0) / slow.length;
-    assertNear(mean, 0.040, 0.005, `mean ${mean}`);
+    // The server holds each answer 40 ms: none can be faster, and the median is not much slower
+    // (one lookup of five may meet a busy machine, so not the mean).
+    slow.sort((a, b) => a - b);
+    assert.ok(slow[0]! >= 0.039, `fastest ${slow[0]}`);
+    assertNear(slow[2]!, 0.040, 0.010, `median ${slow[2]}`);
 
     assert.deepEqual(await probe("nx.test"), {
       ok: false,

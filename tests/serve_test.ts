@@ -3,7 +3,7 @@
  * the test's own on loopback.
  */
 
-import { assert, assertNear } from "./helpers/assert.ts";
+import { assert } from "./helpers/assert.ts";
 import { startDnsServer } from "./helpers/dns_server.ts";
 import { get, startExporter, waitUntilReady } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
@@ -51,7 +51,10 @@ Deno.test({
         protocol,
       });
       assert.ok(slow.count >= 3, `${protocol}: ${slow.count} lookups`);
-      assertNear(slow.sum / slow.count, 0.040, 0.005, `${protocol} mean dns_latency_seconds`);
+      // The server holds each answer 40 ms: the mean cannot be lower, and a straggler on a busy
+      // machine may lift it a little; the bucket check below pins the median.
+      const mean = slow.sum / slow.count;
+      assert.ok(mean >= 0.039 && mean < 0.060, `${protocol} mean dns_latency_seconds ${mean}`);
       assert.equal(slow.buckets.get("0.025"), 0);
       // The median lands in the (25 ms, 50 ms] bucket; a busy machine may push a straggler past it.
       assert.ok(

@@ -35,8 +35,12 @@ Deno.test({
       const results = JSON.parse(new TextDecoder().decode(output.stdout));
       const slow = results.slow as Array<{ ok: boolean; seconds: number }>;
       assert.ok(slow.every((result) => result.ok));
-      const mean = slow.reduce((sum, result) => sum + result.seconds, 0) / slow.length;
-      assertNear(mean, 0.040, 0.005, "mean system lookup seconds");
+      // The server holds each answer 40 ms, so no lookup can be faster; a typical one is not much
+      // slower (a retry would come only after the 1 s timeout). The median, not the mean: one
+      // lookup of five may meet a busy machine.
+      const seconds = slow.map((result) => result.seconds).sort((a, b) => a - b);
+      assert.ok(seconds[0]! >= 0.039, `fastest system lookup: ${seconds[0]} s`);
+      assertNear(seconds[2]!, 0.040, 0.010, "median system lookup seconds");
       assert.deepEqual(results.searched.addresses, ["10.2.0.2"]);
       assert.ok(results.queries.includes("udp short.cluster.test A"), "search list applied");
       assert.deepEqual(results.absolute.addresses, ["10.2.0.3"]);
