@@ -508,129 +508,142 @@ async function scenarios(
     }
   }
 
-  // Load: one instance of one tool at a time probes every pod of a crowd.
+  // Load: node-0's instance of every tool probes every pod of a crowd, all at the same time, so
+  // each tool's figures are paired in time with the others' and with one reference.
   let load: Record<string, unknown> | undefined;
   if (options.crowd > 0) {
-    log(`load: ${options.crowd} more pods, 20 ms links, one tool at a time`);
+    log(`load: ${options.crowd} more pods, 20 ms links, every tool at once`);
     await cluster.setDefaultLink({ delay_ms: 20 });
     await cluster.setAllLinks({ delay_ms: 20 });
     await cluster.startCrowd([...new Set(fleets.map((fleet) => fleet.tool.port))]);
     await discovery.refresh();
     load = { peers: options.crowd + cluster.nodes.length - 1 };
-    // Each tool's load windows run at their own time: compared as excess over the reference beside them.
-    const loadContests = (figure: string) =>
-      (["median", "p99"] as const).map((statistic): Contest => ({
-        figure,
-        statistic,
-        values: new Map(),
-      }));
-    const scrapedContests = loadContests("load: dial latency (excess over its reference median)");
-    const busyContests = loadContests(
-      "load + busy scraper: dial latency (excess over its reference median)",
-    );
-    contests.push(...scrapedContests, ...busyContests);
-    for (const fleet of fleets) {
-      log(`load: ${fleet.tool.name}`);
-      const recorder = fleet.recorders.get(a)!;
-      const background = fleet.tool.scrape.mode === "background";
-      if (background) {
+    const background = (fleet: Fleet) => fleet.tool.scrape.mode === "background";
+    await Promise.all(fleets.map(async (fleet) => {
+      if (background(fleet)) {
         await fleet.stopOn(a);
         await fleet.startOn(a, cluster, options, fleet.tool.load_args ?? []);
       } else {
-        recorder.loaded = true;
+        fleet.recorders.get(a)!.loaded = true;
       }
-      await sleep(5 * intervalMs);
-      const row = rows.get(fleet)!;
-      // A window scraped as Prometheus would, then one with a scraper pulling back to back.
-      const window = async () => {
-        // The reference runs beside the tool, from the same node to the same peers.
-        const peers = discovery.pods.filter((pod) => pod.node !== a.name).map((pod) => pod.ip);
-        const from = performance.now();
-        const [, reference] = await Promise.all([
-          sleep(options.windowIntervals * intervalMs),
-          cluster.reference(a, peers, options.windowIntervals * LOAD_REFERENCE_PER_INTERVAL, {
-            port: referencePort,
-            periodMs: intervalMs / LOAD_REFERENCE_PER_INTERVAL,
-          }),
-        ]);
-        const to = performance.now();
-        const figures = latency(fleet.tool, recorder.recordings, { kind: "dial" }, from, to);
-        return {
-          from,
-          to,
-          values: figures?.values_ms,
-          excess: figures?.values_ms?.map((value) => value - median(reference)!),
-          reference,
-          samples: figures?.samples ?? 0,
-          referenceSamples: reference.length,
-          medianError: round(figures && figures.median_ms - median(reference)!),
-          p99Error: round(figures && figures.p99_ms - quantile(reference, 0.99)),
-        };
-      };
-      const before = await fleet.usage(a);
-      const scraped = await window();
-      const after = await fleet.usage(a);
-      const probes = probeCount(fleet.tool, recorder.recordings, scraped.from, scraped.to);
-      const times = scrapeTimes(recorder.recordings, scraped.from, scraped.to);
-      row.load_probes_per_second = round(probes / ((scraped.to - scraped.from) / 1000), 1);
-      row.load_cpu_seconds_per_1000_probes = round(
-        ((after?.cpuSeconds ?? 0) - (before?.cpuSeconds ?? 0)) / probes * 1000,
+    }));
+    await sleep(5 * intervalMs);
+    // A window scraped as Prometheus would, then one with a scraper pulling each tool back to back.
+    const window = async () => {
+      // The reference runs beside the tools, from the same node to the same peers.
+      const peers = discovery.pods.filter((pod) => pod.node !== a.name).map((pod) => pod.ip);
+      const before = new Map(
+        await Promise.all(fleets.map(async (fleet) => [fleet, await fleet.usage(a)] as const)),
       );
-      row.load_rss_mib = round((after?.rssBytes ?? 0) / 2 ** 20, 1);
-      row.load_latency_median_error_ms = scraped.medianError;
-      row.load_latency_p99_error_ms = scraped.p99Error;
-      for (const contest of scrapedContests) contest.values.set(fleet, scraped.excess);
-      if (scraped.values) {
-        const values = scraped.values;
-        intervals.push(() => {
-          row.load_latency_p99_error_ms_ci95 = p99ErrorInterval(values, scraped.reference);
-        });
-      }
-      row.load_latency_samples = scraped.samples;
-      row.load_reference_samples = scraped.referenceSamples;
+      const from = performance.now();
+      const [, reference] = await Promise.all([
+        sleep(options.windowIntervals * intervalMs),
+        cluster.reference(a, peers, options.windowIntervals * LOAD_REFERENCE_PER_INTERVAL, {
+          port: referencePort,
+          periodMs: intervalMs / LOAD_REFERENCE_PER_INTERVAL,
+        }),
+      ]);
+      const to = performance.now();
+      const referenceMedian = median(reference)!;
+      return new Map(
+        await Promise.all(fleets.map(async (fleet) => {
+          const recordings = fleet.recorders.get(a)!.recordings;
+          const figures = latency(fleet.tool, recordings, { kind: "dial" }, from, to);
+          const after = await fleet.usage(a);
+          return [fleet, {
+            from,
+            to,
+            recordings,
+            before: before.get(fleet),
+            after,
+            values: figures?.values_ms,
+            excess: figures?.values_ms?.map((value) => value - referenceMedian),
+            reference,
+            samples: figures?.samples ?? 0,
+            medianError: round(figures && figures.median_ms - referenceMedian),
+            p99Error: round(figures && figures.p99_ms - quantile(reference, 0.99)),
+          }] as const;
+        })),
+      );
+    };
+    const scrapedContests = loadContests("load: dial latency (excess over the reference median)");
+    const busyContests = loadContests(
+      "load + busy scraper: dial latency (excess over the reference median)",
+    );
+    contests.push(...scrapedContests, ...busyContests);
+
+    log("load: scraped as Prometheus would");
+    const scraped = await window();
+    for (const fleet of fleets) {
+      const row = rows.get(fleet)!;
+      const result = scraped.get(fleet)!;
+      const probes = probeCount(fleet.tool, result.recordings, result.from, result.to);
+      const times = scrapeTimes(result.recordings, result.from, result.to);
+      row.load_probes_per_second = round(probes / ((result.to - result.from) / 1000), 1);
+      row.load_cpu_seconds_per_1000_probes = round(
+        ((result.after?.cpuSeconds ?? 0) - (result.before?.cpuSeconds ?? 0)) / probes * 1000,
+      );
+      row.load_rss_mib = round((result.after?.rssBytes ?? 0) / 2 ** 20, 1);
+      row.load_latency_median_error_ms = result.medianError;
+      row.load_latency_p99_error_ms = result.p99Error;
+      row.load_latency_samples = result.samples;
+      row.load_reference_samples = result.reference.length;
       row.load_scrape_median_ms = round(median(times));
       row.load_scrape_p99_ms = round(quantile(times, 0.99));
-
-      let scraping = true;
-      const busyTimes: number[] = [];
-      const busy = (async () => {
-        while (scraping) {
-          const startedAt = performance.now();
-          try {
-            const url = `${fleet.instances.get(a)!.url}${fleet.tool.scrape.path}`;
-            const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
-            await response.text();
-            busyTimes.push(performance.now() - startedAt);
-          } catch { /* counted by its absence */ }
-        }
-      })();
-      const hammered = await window();
-      scraping = false;
-      await busy;
-      row.busy_latency_median_error_ms = hammered.medianError;
-      row.busy_latency_p99_error_ms = hammered.p99Error;
-      for (const contest of busyContests) contest.values.set(fleet, hammered.excess);
-      if (hammered.values) {
-        const values = hammered.values;
+      for (const contest of scrapedContests) contest.values.set(fleet, result.excess);
+      if (result.values) {
+        const values = result.values;
         intervals.push(() => {
-          row.busy_latency_p99_error_ms_ci95 = p99ErrorInterval(values, hammered.reference);
+          row.load_latency_p99_error_ms_ci95 = p99ErrorInterval(values, result.reference);
         });
       }
-      row.busy_latency_samples = hammered.samples;
+    }
+
+    log("load: with busy scrapers");
+    let scraping = true;
+    const busyTimes = new Map<Fleet, number[]>(fleets.map((fleet) => [fleet, []]));
+    const busy = fleets.map(async (fleet) => {
+      while (scraping) {
+        const startedAt = performance.now();
+        try {
+          const url = `${fleet.instances.get(a)!.url}${fleet.tool.scrape.path}`;
+          const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+          await response.text();
+          busyTimes.get(fleet)!.push(performance.now() - startedAt);
+        } catch { /* counted by its absence */ }
+      }
+    });
+    const hammered = await window();
+    scraping = false;
+    await Promise.all(busy);
+    for (const fleet of fleets) {
+      const row = rows.get(fleet)!;
+      const result = hammered.get(fleet)!;
+      row.busy_latency_median_error_ms = result.medianError;
+      row.busy_latency_p99_error_ms = result.p99Error;
+      row.busy_latency_samples = result.samples;
       row.busy_scrapes_per_second = round(
-        busyTimes.length / ((hammered.to - hammered.from) / 1000),
+        busyTimes.get(fleet)!.length / ((result.to - result.from) / 1000),
         1,
       );
-      row.busy_scrape_median_ms = round(median(busyTimes));
-      row.busy_rss_mib = round(((await fleet.usage(a))?.rssBytes ?? 0) / 2 ** 20, 1);
-      if (background) {
+      row.busy_scrape_median_ms = round(median(busyTimes.get(fleet)!));
+      row.busy_rss_mib = round((result.after?.rssBytes ?? 0) / 2 ** 20, 1);
+      for (const contest of busyContests) contest.values.set(fleet, result.excess);
+      if (result.values) {
+        const values = result.values;
+        intervals.push(() => {
+          row.busy_latency_p99_error_ms_ci95 = p99ErrorInterval(values, result.reference);
+        });
+      }
+    }
+    await Promise.all(fleets.map(async (fleet) => {
+      if (background(fleet)) {
         await fleet.stopOn(a);
         await fleet.startOn(a, cluster, options);
       } else {
-        recorder.loaded = false;
+        fleet.recorders.get(a)!.loaded = false;
       }
-      await sleep(intervalMs);
-    }
+    }));
   }
 
   for (const interval of intervals) interval();
@@ -657,6 +670,15 @@ interface Contest {
   readonly statistic: "median" | "p99" | "mean";
   /** Milliseconds; undefined for a tool whose probes are not known one by one. */
   readonly values: Map<Fleet, readonly number[] | undefined>;
+}
+
+/** Median and p99 contests of one load window, filled in tool by tool. */
+function loadContests(figure: string): Contest[] {
+  return (["median", "p99"] as const).map((statistic) => ({
+    figure,
+    statistic,
+    values: new Map(),
+  }));
 }
 
 const STATISTICS = {
