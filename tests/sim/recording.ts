@@ -272,6 +272,24 @@ function failed(recording: Recording, ref: MetricRef, labels: Record<string, str
   return select(recording, ref, labels).some((sample) => sample.value === ref.failed_when);
 }
 
+/** One series of one process: restarted processes and other label sets are other series. */
+function seriesKey(recording: Recording, sample: Sample): string {
+  return `${recording.instance} ${JSON.stringify(sample.labels)}`;
+}
+
+/** The growth of the steps in (from, to]. */
+function growthWithin(
+  steps: Iterable<{ at: number; growth: number }>,
+  from: number,
+  to: number,
+): number {
+  let total = 0;
+  for (const { at, growth } of steps) {
+    if (at > from && at <= to) total += growth;
+  }
+  return total;
+}
+
 /**
  * Each scrape with how much its counter series grew since the same process'
  * previous scrape: a new series counts from 0 and a drop counts as a reset
@@ -286,7 +304,7 @@ function* counterGrowth(
     if (recording.samples === undefined) continue;
     let growth = 0;
     for (const sample of pick(recording)) {
-      const key = `${recording.instance} ${JSON.stringify(sample.labels)}`;
+      const key = seriesKey(recording, sample);
       const previous = last.get(key) ?? 0;
       growth += sample.value >= previous ? sample.value - previous : sample.value;
       last.set(key, sample.value);
@@ -302,11 +320,7 @@ function counterIncrease(
   from: number,
   to: number,
 ): number {
-  let total = 0;
-  for (const { at, growth } of counterGrowth(recordings, pick)) {
-    if (at > from && at <= to) total += growth;
-  }
-  return total;
+  return growthWithin(counterGrowth(recordings, pick), from, to);
 }
 
 /** Each scrape with the probe errors of `selection` it shows for the first time. */
@@ -341,11 +355,7 @@ export function errorCount(
   from: number,
   to: number,
 ): number {
-  let total = 0;
-  for (const { at, growth } of newErrors(tool, recordings, selection)) {
-    if (at > from && at <= to) total += growth;
-  }
-  return total;
+  return growthWithin(newErrors(tool, recordings, selection), from, to);
 }
 
 /**
@@ -499,7 +509,7 @@ export function latency(
     for (const recording of recordings) {
       if (recording.kind !== "metrics" || !inWindow(recording)) continue;
       for (const sample of select(recording, ref, labels)) {
-        const key = `${recording.instance} ${JSON.stringify(sample.labels)}`;
+        const key = seriesKey(recording, sample);
         if (sample.value !== previous.get(key)) values.push(sample.value);
         previous.set(key, sample.value);
       }
