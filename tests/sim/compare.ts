@@ -241,7 +241,8 @@ async function scenarios(
     };
     referenceExcess.push(...reference.map((value) => value - referenceMedian));
     for (const fleet of fleets) {
-      const figures = latency(fleet.tool, fleet.recordings(), { kind: "dial" }, from, to);
+      const recordings = fleet.recordings();
+      const figures = latency(fleet.tool, recordings, { kind: "dial" }, from, to);
       const excess = figures?.values_ms?.map((value) => value - referenceMedian);
       toolExcess.set(fleet, excess && toolExcess.get(fleet)?.concat(excess));
       step[fleet.tool.name] = {
@@ -250,13 +251,7 @@ async function scenarios(
         samples: figures?.samples ?? 0,
         median_error_ms: round(figures && figures.median_ms - referenceMedian),
         p99_error_ms: round(figures && figures.p99_ms - referenceP99),
-        errors_on_slow_links: errorCount(
-          fleet.tool,
-          fleet.recordings(),
-          { kind: "dial" },
-          from,
-          to,
-        ),
+        errors_on_slow_links: errorCount(fleet.tool, recordings, { kind: "dial" }, from, to),
       };
     }
     accuracy.push(step);
@@ -696,6 +691,19 @@ function resample(values: readonly number[]): number[] {
   );
 }
 
+/** The 95% bootstrap interval of statistic(a) − statistic(b), both resampled each round. */
+function bootstrapInterval(
+  a: readonly number[],
+  b: readonly number[],
+  statistic: (values: readonly number[]) => number,
+): [number, number] {
+  const differences = Array.from(
+    { length: BOOTSTRAP_ROUNDS },
+    () => statistic(resample(a)) - statistic(resample(b)),
+  );
+  return [quantile(differences, 0.025), quantile(differences, 0.975)];
+}
+
 /**
  * Each other tool against the first on every contest: the difference of the
  * statistic (other − first, ms; positive means the first tool is lower, i.e.
@@ -713,12 +721,7 @@ function headToHead(fleets: readonly Fleet[], contests: readonly Contest[]) {
         row[other.tool.name] = null;
         continue;
       }
-      const differences = Array.from(
-        { length: BOOTSTRAP_ROUNDS },
-        () => statistic(resample(theirs)) - statistic(resample(mine)),
-      );
-      const low = quantile(differences, 0.025);
-      const high = quantile(differences, 0.975);
+      const [low, high] = bootstrapInterval(theirs, mine, statistic);
       row[other.tool.name] = {
         difference_ms: round(statistic(theirs) - statistic(mine), 2),
         interval_ms: [round(low, 2), round(high, 2)],
@@ -739,11 +742,8 @@ function headToHead(fleets: readonly Fleet[], contests: readonly Contest[]) {
  * samples on each side.
  */
 function p99ErrorInterval(tool: readonly number[], reference: readonly number[]): string {
-  const differences = Array.from(
-    { length: BOOTSTRAP_ROUNDS },
-    () => quantile(resample(tool), 0.99) - quantile(resample(reference), 0.99),
-  );
-  return `[${round(quantile(differences, 0.025), 2)}, ${round(quantile(differences, 0.975), 2)}]`;
+  const [low, high] = bootstrapInterval(tool, reference, STATISTICS.p99);
+  return `[${round(low, 2)}, ${round(high, 2)}]`;
 }
 
 function maxAbs(values: readonly number[]): number | undefined {
