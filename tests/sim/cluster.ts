@@ -236,15 +236,26 @@ export class SimCluster implements AsyncDisposable {
     );
   }
 
-  async #command(command: unknown): Promise<void> {
-    await this.#emulatorIn!.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
-    let line = "";
-    while (!line.includes("\n")) {
+  #command(command: unknown): Promise<void> {
+    return this.#commands([command]);
+  }
+
+  /**
+   * Sends `commands` in one write. The emulator applies every command of one
+   * read before it forwards another packet, so a node is cut off on all its
+   * links at one instant, not link by link while probes go through.
+   */
+  async #commands(commands: readonly unknown[]): Promise<void> {
+    const text = commands.map((command) => JSON.stringify(command) + "\n").join("");
+    await this.#emulatorIn!.write(new TextEncoder().encode(text));
+    let answer = "";
+    while (answer.split("\n").length <= commands.length) {
       const { value, done } = await this.#emulatorOut!.read();
       if (done) throw new Error("Cannot drive the link emulator: it exited");
-      line += value;
+      answer += value;
     }
-    if (!/^(ready|ok)/.test(line)) throw new Error(`Link emulator said: ${line}`);
+    const refused = answer.split("\n").find((line) => line !== "" && !/^(ready|ok)/.test(line));
+    if (refused !== undefined) throw new Error(`Link emulator said: ${refused}`);
   }
 
   /** Sets the impairment of the link from `src` to `dst` (one way). */
@@ -257,21 +268,26 @@ export class SimCluster implements AsyncDisposable {
     return this.#command({ default: settings });
   }
 
-  /** Sets both directions of every link between nodes (not the control point's). */
-  async setAllLinks(settings: LinkSettings): Promise<void> {
-    for (const src of this.nodes) {
-      for (const dst of this.nodes) if (src !== dst) await this.setLink(src, dst, settings);
-    }
+  /** Sets both directions of every link between nodes (not the control point's), all at once. */
+  setAllLinks(settings: LinkSettings): Promise<void> {
+    return this.#commands(
+      this.nodes.flatMap((src) =>
+        this.nodes.filter((dst) => dst !== src).map((dst) => ({
+          link: { src: src.address, dst: dst.address, ...settings },
+        }))
+      ),
+    );
   }
 
-  /** Cuts (loss 1) or restores (`settings`) both directions of every link of `node`. */
-  async isolate(node: SimNode, settings: LinkSettings | "cut"): Promise<void> {
+  /** Cuts (loss 1) or restores (`settings`) both directions of every link of `node`, all at once. */
+  isolate(node: SimNode, settings: LinkSettings | "cut"): Promise<void> {
     const link = settings === "cut" ? { loss: 1 } : settings;
-    for (const other of this.nodes) {
-      if (other === node) continue;
-      await this.setLink(node, other, link);
-      await this.setLink(other, node, link);
-    }
+    return this.#commands(
+      this.nodes.filter((other) => other !== node).flatMap((other) => [
+        { link: { src: node.address, dst: other.address, ...link } },
+        { link: { src: other.address, dst: node.address, ...link } },
+      ]),
+    );
   }
 
   /** Starts every node's exporter and lists its pod in the stand-in API server. */
