@@ -8,9 +8,9 @@
 import { assert, assertNear } from "./helpers/assert.ts";
 import { parseSamples } from "./helpers/metrics.ts";
 import {
-  asScrapedEvery,
   detectionMs,
   errorCount,
+  firstScrapeFrom,
   histogramQuantile,
   latency,
   probeCount,
@@ -154,7 +154,7 @@ Deno.test("comparison arithmetic: pooled over peers, each series' gauge is read 
   });
 });
 
-Deno.test("comparison arithmetic: detection is the first scrape showing a new error after the fault", () => {
+Deno.test("comparison arithmetic: detection is when an answer first shows a new error after the fault", () => {
   const tool = shipped[0]!;
   const errors = (value: number) =>
     `network_dial_error_total{host="10.0.0.2:8000",reason="timeout"} ${value}\n`;
@@ -164,7 +164,10 @@ Deno.test("comparison arithmetic: detection is the first scrape showing a new er
     recording(3, errors(4)),
   ];
   const selection = { kind: "dial", peerIp: "10.0.0.2" } as const;
-  assert.equal(detectionMs(tool, recordings, selection, 1.5, 5), 1.5);
+  // Polled: the error appeared between the answers at 2 and 3; the middle of that gap.
+  assert.equal(detectionMs(tool, recordings, selection, 1.5, 5), 1);
+  // Nothing shows an error before the fault: the gap starts at the fault if that is later.
+  assert.equal(detectionMs(tool, recordings, selection, 2.5, 5), 0.25);
   assert.equal(detectionMs(tool, recordings, selection, 1.5, 2.5), undefined);
   assert.equal(
     detectionMs(tool, recordings, { kind: "dial", peerIp: "10.0.0.3" }, 0, 5),
@@ -176,26 +179,30 @@ Deno.test("comparison arithmetic: detection is the first scrape showing a new er
       kind: "dial",
       peer: "10.0.0.2",
     });
+  // A per-target answer is the probe: exact.
   assert.equal(
     detectionMs(shipped[1]!, [probe(1, 0), probe(2, 1), probe(3, 0)], selection, 1.5, 5),
     1.5,
   );
 });
 
-Deno.test("comparison arithmetic: a Prometheus scraping every interval sees the latest answer before each instant, later", () => {
+Deno.test("comparison arithmetic: a Prometheus scraping every interval sees a background tool's error at its first instant after the tool shows it", () => {
   const tool = shipped[0]!;
   const errors = (value: number) =>
     `network_dial_error_total{host="10.0.0.2:8000",reason="timeout"} ${value}\n`;
-  // Polled every 50 ms; the error shows from 1.2 s on.
-  const polled = [0.05, 0.6, 1.15, 1.2, 1.25, 2.2].map((at) =>
-    recording(at, errors(at >= 1.2 ? 1 : 0))
+  // Polled about every 50 ms; the error shows from the answer at 1.2 s on (after a failed poll).
+  const polled = [0.05, 0.6, 1.15, 1.18, 1.2, 1.25, 2.2].map((at) =>
+    at === 1.18
+      ? { ...recording(at, ""), samples: undefined }
+      : recording(at, errors(at >= 1.2 ? 1 : 0))
   );
-  const scraped = asScrapedEvery(polled, 1, 0.1);
-  assert.deepEqual(scraped.map((recording) => recording.at), [0.1, 1.1, 2.1]);
   const selection = { kind: "dial", peerIp: "10.0.0.2" } as const;
-  assertNear(detectionMs(tool, polled, selection, 1, 5)!, 0.2, 1e-9);
-  // Seen at the first instant after 1.2 s, 2.1 s.
-  assertNear(detectionMs(tool, scraped, selection, 1, 5)!, 1.1, 1e-9);
+  const shownAfter = detectionMs(tool, polled, selection, 1, 5)!;
+  // Between the last answer without it (1.15; the failed poll at 1.18 shows nothing) and 1.2.
+  assertNear(shownAfter, 0.175, 1e-9);
+  // Scraped at 0.1 + k s: the first instant from 1.175 s is 2.1 s.
+  assertNear(firstScrapeFrom(1 + shownAfter, 1, 0.1), 2.1, 1e-9);
+  assertNear(firstScrapeFrom(2.1, 1, 0.1), 2.1, 1e-9);
 });
 
 Deno.test("comparison arithmetic: a per-target tool's failed probes are errors, not latencies", () => {

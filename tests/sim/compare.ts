@@ -18,9 +18,9 @@ import {
   type SimNode,
 } from "./cluster.ts";
 import {
-  asScrapedEvery,
   detectionMs,
   errorCount,
+  firstScrapeFrom,
   latency,
   peerLabels,
   probeCount,
@@ -384,30 +384,28 @@ async function scenarios(
     times.filter((time): time is number => time !== undefined);
   for (const fleet of fleets) {
     const row = rows.get(fleet)!;
-    // What a Prometheus scraping every interval, each instance at its own offset, would have seen.
-    const asPrometheus = new Map(
-      [...fleet.recorders].map(([node, recorder]) => [
-        node,
-        fleet.tool.scrape.mode === "background"
-          ? asScrapedEvery(recorder.recordings, intervalMs, Math.random() * intervalMs)
-          : recorder.recordings,
-      ]),
-    );
+    // A Prometheus scraping every interval, each instance at its own offset. A per-target tool's
+    // scrape is its probe, so it sees what the tool shows; a background tool waits for the scrape.
+    const scrapePhase = new Map(cluster.nodes.map((node) => [node, Math.random() * intervalMs]));
     for (const fault of FAULTS) {
       const ofFault = trials.filter((trial) => trial.fault === fault);
+      const shown = ofFault.flatMap(({ at, until, observations }) =>
+        observations.map(({ observer, selection }) => {
+          const ms = detectionMs(
+            fleet.tool,
+            fleet.recorders.get(observer)!.recordings,
+            selection,
+            at,
+            until,
+          );
+          return { at, observer, ms };
+        })
+      );
       for (const view of ["exporter", "prometheus"] as const) {
-        const times = ofFault.flatMap(({ at, until, observations }) =>
-          observations.map(({ observer, selection }) =>
-            detectionMs(
-              fleet.tool,
-              view === "exporter"
-                ? fleet.recorders.get(observer)!.recordings
-                : asPrometheus.get(observer)!,
-              selection,
-              at,
-              until,
-            )
-          )
+        const times = shown.map(({ at, observer, ms }) =>
+          ms === undefined || view === "exporter" || fleet.tool.scrape.mode === "per_target"
+            ? ms
+            : firstScrapeFrom(at + ms, intervalMs, scrapePhase.get(observer)!) - at
         );
         const seen = detected(times);
         const mean = STATISTICS.mean(seen);

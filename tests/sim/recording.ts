@@ -115,7 +115,7 @@ export class Recorder {
   readonly recordings: Recording[] = [];
   /** The process to scrape now (replaced on a restart). */
   instance: ToolInstance | undefined;
-  /** Background tools: time between scrapes. */
+  /** Background tools: time between scrapes (on average, when shorter than the interval). */
   pollMs: number;
   /** Per-target tools: probe the crowd too. */
   loaded = false;
@@ -162,7 +162,12 @@ export class Recorder {
     while (this.#running) {
       const startedAt = performance.now();
       if (!this.paused) await this.#scrape("metrics", this.tool.scrape.path);
-      await sleep(Math.max(0, this.pollMs - (performance.now() - startedAt)));
+      // Polled faster than the tool probes (a detection trial), the waits are random: polls in
+      // step with the probes would see every change at the same point of a gap between polls.
+      const waitMs = this.pollMs < this.#intervalMs
+        ? this.pollMs * (0.5 + Math.random())
+        : this.pollMs;
+      await sleep(Math.max(0, waitMs - (performance.now() - startedAt)));
     }
   }
 
@@ -277,9 +282,20 @@ function seriesKey(recording: Recording, sample: Sample): string {
   return `${recording.instance} ${JSON.stringify(sample.labels)}`;
 }
 
+/**
+ * What one answer shows that the one before it did not. A background tool's
+ * change happened somewhere in (previousAt, at]; a per-target answer is the
+ * probe itself, so there previousAt is at.
+ */
+interface Step {
+  readonly at: number;
+  readonly previousAt: number;
+  readonly growth: number;
+}
+
 /** The growth of the steps in (from, to]. */
 function growthWithin(
-  steps: Iterable<{ at: number; growth: number }>,
+  steps: Iterable<Step>,
   from: number,
   to: number,
 ): number {
@@ -298,8 +314,9 @@ function growthWithin(
 function* counterGrowth(
   recordings: readonly Recording[],
   pick: (recording: Recording) => Sample[],
-): Generator<{ at: number; growth: number }> {
+): Generator<Step> {
   const last = new Map<string, number>();
+  let previousAt = -Infinity;
   for (const recording of recordings) {
     if (recording.samples === undefined) continue;
     let growth = 0;
@@ -309,7 +326,8 @@ function* counterGrowth(
       growth += sample.value >= previous ? sample.value - previous : sample.value;
       last.set(key, sample.value);
     }
-    yield { at: recording.at, growth };
+    yield { at: recording.at, previousAt, growth };
+    previousAt = recording.at;
   }
 }
 
@@ -328,19 +346,25 @@ function* newErrors(
   tool: ToolConfig,
   recordings: readonly Recording[],
   selection: Selection,
-): Generator<{ at: number; growth: number }> {
+): Generator<Step> {
   const ref = mappingOf(tool, selection).errors;
   if (tool.scrape.mode === "per_target") {
     for (const recording of probeRecordings(recordings, selection)) {
-      yield { at: recording.at, growth: failed(recording, ref, {}) ? 1 : 0 };
+      const growth = failed(recording, ref, {}) ? 1 : 0;
+      yield { at: recording.at, previousAt: recording.at, growth };
     }
     return;
   }
   const labels = peerLabels(tool, selection);
-  const metrics = recordings.filter((recording) => recording.kind === "metrics");
+  const metrics = recordings.filter((recording) =>
+    recording.samples !== undefined &&
+    recording.kind === "metrics"
+  );
   if (ref.type === "gauge") {
+    let previousAt = -Infinity;
     for (const recording of metrics) {
-      yield { at: recording.at, growth: failed(recording, ref, labels) ? 1 : 0 };
+      yield { at: recording.at, previousAt, growth: failed(recording, ref, labels) ? 1 : 0 };
+      previousAt = recording.at;
     }
     return;
   }
@@ -359,9 +383,16 @@ export function errorCount(
 }
 
 /**
- * Milliseconds after `after` until a scrape first shows an error of
+ * Milliseconds after `after` until an answer first shows an error of
  * `selection`; undefined if none by `until`. `recordings` are one scraper's,
  * in the order their answers arrived.
+ *
+ * A per-target answer is the probe, so its time is exact. A background tool
+ * is polled: the error appeared between the last answer without it (or the
+ * fault, if later) and the first answer with it, and the figure is the middle
+ * of that gap — off by at most half a poll either way, by nothing on average
+ * while the polls keep no step with the probes. Taking the later end instead
+ * would add half a poll to every background tool.
  */
 export function detectionMs(
   tool: ToolConfig,
@@ -370,33 +401,20 @@ export function detectionMs(
   after: number,
   until: number,
 ): number | undefined {
-  for (const { at, growth } of newErrors(tool, recordings, selection)) {
+  for (const { at, previousAt, growth } of newErrors(tool, recordings, selection)) {
     if (at > until) return undefined;
-    if (at > after && growth > 0) return at - after;
+    if (at > after && growth > 0) return (Math.max(previousAt, after) + at) / 2 - after;
   }
   return undefined;
 }
 
 /**
- * What a scraper asking every `intervalMs`, first at `phaseMs`, would have
- * seen of a background tool: at each of its instants the latest answer
- * complete by then, stamped with that instant. Erring late, never early, by
- * at most the time between the recorded scrapes.
+ * When a scraper asking every `intervalMs`, at instants `phaseMs` + k ×
+ * `intervalMs`, first sees something a background tool shows from `shownAt`
+ * on: the first of its instants from then. Times are on one clock (ms).
  */
-export function asScrapedEvery(
-  recordings: readonly Recording[],
-  intervalMs: number,
-  phaseMs: number,
-): Recording[] {
-  const seen: Recording[] = [];
-  const last = recordings.at(-1)?.at ?? 0;
-  let index = -1;
-  for (let instant = phaseMs; instant <= last; instant += intervalMs) {
-    while (index + 1 < recordings.length && recordings[index + 1]!.at <= instant) index++;
-    const latest = recordings[index];
-    if (latest) seen.push({ ...latest, startedAt: instant, at: instant });
-  }
-  return seen;
+export function firstScrapeFrom(shownAt: number, intervalMs: number, phaseMs: number): number {
+  return phaseMs + Math.ceil((shownAt - phaseMs) / intervalMs) * intervalMs;
 }
 
 /** Probes run in (from, to]: per-target requests, or the background tool's success and error counters. */
