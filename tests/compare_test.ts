@@ -58,6 +58,13 @@ Deno.test({
         (row.cut_detection_max_ms as number) <= 2 * bound,
         `${tool}: ${row.cut_detection_max_ms} ms`,
       );
+      // Every probe of the cut peer that starts during the cut fails, and one in flight may too.
+      const cutIntervals = row.cut_length_intervals_mean as number;
+      const counted = row.cut_dial_errors_per_observation_mean as number;
+      assert.ok(
+        counted >= Math.floor(cutIntervals) && counted <= Math.ceil(cutIntervals) + 1,
+        `${tool}: ${counted} errors counted for a cut of ${cutIntervals} intervals`,
+      );
       assert.equal(row.cut_false_alarms_on_healthy_peers, 0, `${tool}: no error for healthy peers`);
       assert.equal(row.dns_silent_detection_missed, 0, `${tool}: sees the silent DNS server`);
       assert.equal(row.dns_servfail_detection_missed, 0, `${tool}: sees SERVFAIL`);

@@ -327,7 +327,14 @@ async function scenarios(
   const bound = intervalMs + timeoutMs;
   const recorders = fleets.flatMap((fleet) => [...fleet.recorders.values()]);
   type Observation = { observer: SimNode; selection: Selection };
-  type Trial = { fault: Fault; at: number; until: number; observations: Observation[] };
+  type Trial = {
+    fault: Fault;
+    at: number;
+    until: number;
+    /** By then every probe that started before `until` has ended and been read. */
+    settled: number;
+    observations: Observation[];
+  };
   const trials: Trial[] = [];
   const detect = async (
     fault: Fault,
@@ -346,8 +353,10 @@ async function scenarios(
     await sleep(bound + intervalMs);
     await restore();
     const until = performance.now();
+    await sleep(timeoutMs + 2 * DETECTION_POLL_MS);
+    const settled = performance.now();
     for (const recorder of recorders) recorder.pollMs = intervalMs;
-    trials.push({ fault, at, until, observations });
+    trials.push({ fault, at, until, settled, observations });
   };
   for (let trial = 0; trial < options.trials; trial++) {
     const cut = cluster.nodes[1 + (trial % (cluster.nodes.length - 1))]!;
@@ -384,9 +393,11 @@ async function scenarios(
     times.filter((time): time is number => time !== undefined);
   for (const fleet of fleets) {
     const row = rows.get(fleet)!;
-    // A Prometheus scraping every interval, each instance at its own offset. A per-target tool's
-    // scrape is its probe, so it sees what the tool shows; a background tool waits for the scrape.
-    const scrapePhase = new Map(cluster.nodes.map((node) => [node, Math.random() * intervalMs]));
+    // A Prometheus scraping every interval. A per-target tool's scrape is its probe, so it sees
+    // what the tool shows; a background tool waits for the next scrape. How long is fixed by the
+    // offset between an instance's probe and its scrape, so an offset drawn once per instance would
+    // make a mean of five draws; drawn for each observation, the mean is over offsets as a fleet's
+    // many instances have them.
     for (const fault of FAULTS) {
       const ofFault = trials.filter((trial) => trial.fault === fault);
       const shown = ofFault.flatMap(({ at, until, observations }) =>
@@ -398,14 +409,14 @@ async function scenarios(
             at,
             until,
           );
-          return { at, observer, ms };
+          return { at, ms };
         })
       );
       for (const view of ["exporter", "prometheus"] as const) {
-        const times = shown.map(({ at, observer, ms }) =>
+        const times = shown.map(({ at, ms }) =>
           ms === undefined || view === "exporter" || fleet.tool.scrape.mode === "per_target"
             ? ms
-            : firstScrapeFrom(at + ms, intervalMs, scrapePhase.get(observer)!) - at
+            : firstScrapeFrom(at + ms, intervalMs, Math.random() * intervalMs) - at
         );
         const seen = detected(times);
         const mean = STATISTICS.mean(seen);
@@ -445,6 +456,19 @@ async function scenarios(
       }
     }
     row.cut_false_alarms_on_healthy_peers = falseAlarms;
+    // Failures counted honestly: every probe of the cut peer that started during the cut fails,
+    // about one per interval of the cut.
+    const cuts = trials.filter((trial) => trial.fault === "cut");
+    const counted = cuts.flatMap(({ at, settled, observations }) =>
+      observations.map(({ observer, selection }) =>
+        errorCount(fleet.tool, fleet.recorders.get(observer)!.recordings, selection, at, settled)
+      )
+    );
+    row.cut_dial_errors_per_observation_mean = round(STATISTICS.mean(counted), 2);
+    row.cut_length_intervals_mean = round(
+      STATISTICS.mean(cuts.map(({ at, until }) => (until - at) / intervalMs)),
+      2,
+    );
     if (fleet.tool.scrape.mode === "background") {
       // How often the scraper actually got an answer while it meant to poll: the measurement's grain.
       const gaps = [...fleet.recorders.values()].flatMap((recorder) =>
@@ -800,6 +824,11 @@ const FIGURES: ReadonlyArray<[string, string]> = [
     "cut_detection_prometheus_mean_ci95_ms",
     "cut node: detection via Prometheus, mean's 95% confidence interval (± ms)",
   ],
+  [
+    "cut_dial_errors_per_observation_mean",
+    "cut node: dial errors counted for the cut peer, per observation, mean",
+  ],
+  ["cut_length_intervals_mean", "cut node: length of a cut in intervals (probes bound to fail)"],
   ["cut_false_alarms_on_healthy_peers", "cut node: errors counted for healthy peers"],
   ["dns_silent_detection_median_ms", "DNS server silent: detection, median (ms)"],
   ["dns_silent_detection_mean_ms", "DNS server silent: detection, mean (ms)"],
