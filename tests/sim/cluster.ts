@@ -249,10 +249,12 @@ export class SimCluster implements AsyncDisposable {
     const text = commands.map((command) => JSON.stringify(command) + "\n").join("");
     await this.#emulatorIn!.write(new TextEncoder().encode(text));
     let answer = "";
-    while (answer.split("\n").length <= commands.length) {
+    let lines = 0;
+    while (lines < commands.length) {
       const { value, done } = await this.#emulatorOut!.read();
       if (done) throw new Error("Cannot drive the link emulator: it exited");
       answer += value;
+      lines += value.split("\n").length - 1;
     }
     const refused = answer.split("\n").find((line) => line !== "" && !/^(ready|ok)/.test(line));
     if (refused !== undefined) throw new Error(`Link emulator said: ${refused}`);

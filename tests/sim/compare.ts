@@ -389,6 +389,10 @@ async function scenarios(
   }
   // Reading the recordings is heavy; done between trials it would stall the scrape loops and tie
   // their phase to the next trial's start, so it waits until every trial has run.
+  const cuts = trials.filter((trial) => trial.fault === "cut");
+  const cutLengthIntervals = STATISTICS.mean(
+    cuts.map(({ at, until }) => (until - at) / intervalMs),
+  );
   const detected = (times: Array<number | undefined>) =>
     times.filter((time): time is number => time !== undefined);
   for (const fleet of fleets) {
@@ -440,8 +444,7 @@ async function scenarios(
     }
     // Errors counted for peers that were never cut.
     let falseAlarms = 0;
-    for (const { fault, at, until, observations } of trials) {
-      if (fault !== "cut") continue;
+    for (const { at, until, observations } of cuts) {
       for (const { observer } of observations) {
         for (const { observer: peer } of observations) {
           if (peer === observer) continue;
@@ -458,17 +461,13 @@ async function scenarios(
     row.cut_false_alarms_on_healthy_peers = falseAlarms;
     // Failures counted honestly: every probe of the cut peer that started during the cut fails,
     // about one per interval of the cut.
-    const cuts = trials.filter((trial) => trial.fault === "cut");
     const counted = cuts.flatMap(({ at, settled, observations }) =>
       observations.map(({ observer, selection }) =>
         errorCount(fleet.tool, fleet.recorders.get(observer)!.recordings, selection, at, settled)
       )
     );
     row.cut_dial_errors_per_observation_mean = round(STATISTICS.mean(counted), 2);
-    row.cut_length_intervals_mean = round(
-      STATISTICS.mean(cuts.map(({ at, until }) => (until - at) / intervalMs)),
-      2,
-    );
+    row.cut_length_intervals_mean = round(cutLengthIntervals, 2);
     if (fleet.tool.scrape.mode === "background") {
       // How often the scraper actually got an answer while it meant to poll: the measurement's grain.
       const gaps = [...fleet.recorders.values()].flatMap((recorder) =>
