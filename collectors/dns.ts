@@ -207,7 +207,14 @@ export function createDnsCollector(
       }),
       lastLatency: new client.Gauge({
         name: "dns_last_latency_seconds",
-        help: "Time of the last successful DNS lookup, from query sent to answer received.",
+        help: "Time of the last DNS lookup, from query sent to answer received, while lookups " +
+          "succeed; absent while the last one failed.",
+        labelNames,
+        registers,
+      }),
+      success: new client.Gauge({
+        name: "dns_probe_success",
+        help: "1 if the last DNS lookup succeeded, 0 if it failed.",
         labelNames,
         registers,
       }),
@@ -228,6 +235,21 @@ export function createDnsCollector(
     config,
     context,
   );
-  collector.setTargets(dnsTargets(config, dependencies));
+  const strays = new client.Counter({
+    name: "dns_stray_messages_total",
+    help: "Messages that reached a lookup's socket but were not its answer, by reason: sender " +
+      "(another address or port), malformed, id, not_response (QR=0), question (another name, " +
+      "type or class). They are ignored; a rising rate means forged or misrouted DNS traffic.",
+    labelNames: ["reason"],
+    registers,
+  });
+  for (const reason of ["sender", "malformed", "id", "not_response", "question"]) {
+    strays.inc({ reason }, 0);
+  }
+  const direct: DnsProbeOptions = {
+    onStray: (reason) => strays.inc({ reason }),
+    ...dependencies.direct,
+  };
+  collector.setTargets(dnsTargets(config, { ...dependencies, direct }));
   return collector;
 }

@@ -53,9 +53,18 @@ export type DnsProbeResult =
   | { readonly ok: true; readonly seconds: number; readonly addresses: readonly string[] }
   | { readonly ok: false; readonly reason: DnsErrorReason; readonly message: string };
 
-/** Injectable clock for tests. */
+/** Why a datagram or TCP message was not taken as the answer (see {@link DnsProbeOptions.onStray}). */
+export type StrayReason = "sender" | "malformed" | "id" | "not_response" | "question";
+
+/** Side effects, injectable for tests. */
 export interface DnsProbeOptions {
   now?: () => number;
+  /**
+   * Called for every message that arrived but is not the answer: from another
+   * address or port, not DNS, another ID, a query (QR=0), or an answer to
+   * another question. The probe ignores it and keeps waiting for the answer.
+   */
+  onStray?: (reason: StrayReason) => void;
 }
 
 const REASON_BY_RCODE: Readonly<Record<string, DnsErrorReason>> = {
@@ -64,15 +73,28 @@ const REASON_BY_RCODE: Readonly<Record<string, DnsErrorReason>> = {
   REFUSED: "refused",
 };
 
+/** The question a query asked, to hold each answer against. */
+interface Asked {
+  readonly id: number;
+  /** Lower case, no trailing dot. */
+  readonly name: string;
+  readonly type: RecordType;
+}
+
 /** Sends one query to `target.server` and classifies the answer. */
 export async function probeDns(
   target: DnsTarget,
   options: DnsProbeOptions,
   signal: AbortSignal,
 ): Promise<DnsProbeResult> {
+  rethrowIfCancelled(signal);
+  if (signal.aborted) {
+    return { ok: false, reason: "timeout", message: errorMessage(signal.reason) };
+  }
   const now = options.now ?? (() => performance.now());
   const id = crypto.getRandomValues(new Uint16Array(1))[0]!;
   const name = target.host.endsWith(".") ? target.host.slice(0, -1) : target.host;
+  const asked: Asked = { id, name: name.toLowerCase(), type: target.recordType };
   const query = dnsPacket.encode({
     type: "query",
     id,
@@ -80,9 +102,10 @@ export async function probeDns(
     questions: [{ type: target.recordType, class: "IN", name }],
   });
   const exchange = target.protocol === "udp" ? exchangeUdp : exchangeTcp;
+  const onStray = options.onStray ?? (() => {});
   let outcome: { response: dnsPacket.Packet; seconds: number };
   try {
-    outcome = await exchange(target.server, query, id, now, signal);
+    outcome = await exchange(target.server, query, asked, { now, onStray }, signal);
   } catch (error) {
     rethrowIfCancelled(signal);
     return {
@@ -91,7 +114,7 @@ export async function probeDns(
       message: errorMessage(error),
     };
   }
-  return classifyResponse(outcome.response, target.recordType, outcome.seconds);
+  return classifyResponse(outcome.response, target, outcome.seconds);
 }
 
 /** A server port that refuses (ICMP port unreachable, TCP RST) refuses like REFUSED does. */
@@ -102,10 +125,10 @@ function classifyExchangeError(error: unknown, signal: AbortSignal): DnsErrorRea
   return "other";
 }
 
-/** Maps a response to a result: its response code first, then whether it holds the asked type. */
+/** Maps an answer to a result: its response code first, then whether it holds the asked type. */
 function classifyResponse(
   response: dnsPacket.Packet,
-  recordType: RecordType,
+  target: DnsTarget,
   seconds: number,
 ): DnsProbeResult {
   const rcode = (response as { rcode?: string }).rcode ?? "NOERROR";
@@ -116,46 +139,98 @@ function classifyResponse(
       message: `Server answered ${rcode}`,
     };
   }
+  const truncated = (response as { flag_tc?: boolean }).flag_tc === true;
+  // Over TCP nothing limits the size, so a truncated answer is a broken server.
+  if (truncated && target.protocol === "tcp") {
+    return {
+      ok: false,
+      reason: "other",
+      message: "Cannot use answer: current answer over TCP has the TC (truncated) bit set",
+    };
+  }
   const addresses = (response.answers ?? [])
-    .filter((answer) => answer.type === recordType)
+    .filter((answer) => answer.type === target.recordType)
     .map((answer) => String((answer as { data: unknown }).data));
   // A truncated UDP answer still timed the server; a client would retry over TCP.
-  const truncated = (response as { flag_tc?: boolean }).flag_tc === true;
   if (addresses.length === 0 && !truncated) {
     return {
       ok: false,
       reason: "nodata",
-      message: `Server answered NOERROR with no ${recordType} record`,
+      message: `Server answered NOERROR with no ${target.recordType} record`,
     };
   }
   return { ok: true, seconds, addresses };
 }
 
-function exchangeUdp(
+/**
+ * Decodes `message` when it is the answer to `asked`: same ID, QR=1, and one
+ * question equal to the one asked (name without regard to case, type, class
+ * IN). Otherwise the reason it is not. The ID is read before anything is
+ * decoded, so a flood of junk costs little.
+ */
+function answerTo(message: Uint8Array, asked: Asked): dnsPacket.Packet | StrayReason {
+  if (message.length < 12) return "malformed";
+  if (((message[0]! << 8) | message[1]!) !== asked.id) return "id";
+  if ((message[2]! & 0x80) === 0) return "not_response";
+  let packet: dnsPacket.Packet;
+  try {
+    packet = dnsPacket.decode(Buffer.from(message.buffer, message.byteOffset, message.length));
+  } catch {
+    return "malformed";
+  }
+  const questions = packet.questions ?? [];
+  const question = questions[0];
+  if (
+    questions.length !== 1 || question === undefined ||
+    question.name.replace(/\.$/, "").toLowerCase() !== asked.name ||
+    question.type !== asked.type || (question.class ?? "IN") !== "IN"
+  ) {
+    return "question";
+  }
+  return packet;
+}
+
+interface ExchangeContext {
+  readonly now: () => number;
+  readonly onStray: (reason: StrayReason) => void;
+}
+
+type Exchange = (
   server: NameServer,
   query: Uint8Array,
-  id: number,
-  now: () => number,
+  asked: Asked,
+  context: ExchangeContext,
   signal: AbortSignal,
-): Promise<{ response: dnsPacket.Packet; seconds: number }> {
+) => Promise<{ response: dnsPacket.Packet; seconds: number }>;
+
+/** Strips brackets and the IPv4-mapped prefix, so a sender compares with the server as written. */
+function plainAddress(address: string): string {
+  const lower = address.toLowerCase();
+  return lower.startsWith("::ffff:") && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
+}
+
+const exchangeUdp: Exchange = (server, query, asked, { now, onStray }, signal) => {
   const socket = dgram.createSocket(isIP(server.hostname) === 6 ? "udp6" : "udp4");
+  const serverAddress = plainAddress(server.hostname);
   let onAbort = () => {};
   return new Promise<{ response: dnsPacket.Packet; seconds: number }>((resolve, reject) => {
-    let startedAt = 0;
+    let startedAt: number | undefined;
     onAbort = () => reject(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
     socket.on("error", reject);
-    socket.on("message", (message: Uint8Array) => {
-      const seconds = (now() - startedAt) / 1000;
-      let response: dnsPacket.Packet;
-      try {
-        response = dnsPacket.decode(Buffer.from(message));
-      } catch {
-        return; // not a DNS message: keep waiting for the real answer
+    socket.on("message", (message: Uint8Array, sender: { address: string; port: number }) => {
+      const receivedAt = now();
+      // A connected socket is not enough: the sender is checked here, before anything is read.
+      if (
+        startedAt === undefined || sender.port !== server.port ||
+        plainAddress(sender.address) !== serverAddress
+      ) {
+        return onStray("sender");
       }
-      if (response.id === id && response.type === "response") resolve({ response, seconds });
+      const answer = answerTo(message, asked);
+      if (typeof answer === "string") return onStray(answer);
+      resolve({ response: answer, seconds: (receivedAt - startedAt) / 1000 });
     });
-    // A connected socket only accepts datagrams from the server itself.
     socket.connect(server.port, server.hostname, () => {
       if (signal.aborted) return;
       startedAt = now();
@@ -163,17 +238,13 @@ function exchangeUdp(
     });
   }).finally(() => {
     signal.removeEventListener("abort", onAbort);
+    socket.removeAllListeners("message");
     socket.close();
   });
-}
+};
 
-async function exchangeTcp(
-  server: NameServer,
-  query: Uint8Array,
-  id: number,
-  now: () => number,
-  signal: AbortSignal,
-): Promise<{ response: dnsPacket.Packet; seconds: number }> {
+/** Over TCP, a message that is not the answer is skipped and the next one read, until the deadline. */
+const exchangeTcp: Exchange = async (server, query, asked, { now, onStray }, signal) => {
   const startedAt = now();
   const conn = await Deno.connect({ hostname: server.hostname, port: server.port, signal });
   // A pending read cannot take a signal: closing the connection ends it.
@@ -184,19 +255,19 @@ async function exchangeTcp(
     new DataView(framed.buffer).setUint16(0, query.length);
     framed.set(query, 2);
     await writeAll(conn, framed);
-    const header = await readExactly(conn, 2);
-    const body = await readExactly(conn, new DataView(header.buffer).getUint16(0));
-    const seconds = (now() - startedAt) / 1000;
-    const response = dnsPacket.decode(Buffer.from(body));
-    if (response.id !== id) {
-      throw new Error(`Cannot use answer: current ID is ${response.id}, the query's was ${id}`);
+    for (;;) {
+      const header = await readExactly(conn, 2);
+      const body = await readExactly(conn, new DataView(header.buffer).getUint16(0));
+      const seconds = (now() - startedAt) / 1000;
+      const answer = answerTo(body, asked);
+      if (typeof answer !== "string") return { response: answer, seconds };
+      onStray(answer);
     }
-    return { response, seconds };
   } finally {
     signal.removeEventListener("abort", closeOnAbort);
     if (!signal.aborted) conn.close();
   }
-}
+};
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let written = 0;

@@ -151,3 +151,109 @@ Deno.test("direct DNS: cancellation is rethrown, not counted", async () => {
   }
   assert.deepEqual((thrown as DOMException).name, "AbortError");
 });
+
+for (const protocol of ["udp", "tcp"] as const) {
+  Deno.test(`direct DNS over ${protocol}: a forged or mismatched answer is never a success`, async () => {
+    const forgeries = protocol === "udp"
+      ? ["other-port", "other-question", "wrong-id", "query-echo", "junk"] as const
+      : ["other-question", "wrong-id", "query-echo", "junk"] as const;
+    await using server = await startDnsServer();
+    for (const forge of forgeries) {
+      const strays: string[] = [];
+      const probe = (timeoutMs: number) =>
+        probeDns(
+          {
+            host: "Real.Test.",
+            recordType: "A",
+            server: { hostname: "127.0.0.1", port: server.port },
+            protocol,
+          },
+          { onStray: (reason) => strays.push(reason) },
+          AbortSignal.timeout(timeoutMs),
+        );
+      // The forgery alone: the lookup waits for the real answer until its deadline.
+      server.behaviour = () => ({ forge, silent: true });
+      const alone = await probe(300);
+      assert.deepEqual(alone.ok ? "ok" : alone.reason, "timeout", `${forge} alone`);
+      assert.ok(strays.length >= 1, `${forge} was seen and set aside`);
+      // The forgery first, then the real answer: the real one is taken.
+      server.behaviour = () => ({ forge, a: ["10.1.0.7"] });
+      const both = await probe(1000);
+      assert(both.ok, `${forge} then the answer: ${JSON.stringify(both)}`);
+      assert.deepEqual(both.addresses, ["10.1.0.7"]);
+    }
+  });
+}
+
+Deno.test("direct DNS: an answer with the TC bit and no records is a failure over TCP, a timed answer over UDP", async () => {
+  await using server = await startDnsServer({ behaviour: () => ({ truncated: true }) });
+  const probe = (protocol: "udp" | "tcp") =>
+    probeDns(
+      {
+        host: "big.test",
+        recordType: "A",
+        server: { hostname: "127.0.0.1", port: server.port },
+        protocol,
+      },
+      {},
+      AbortSignal.timeout(500),
+    );
+  const tcp = await probe("tcp");
+  assert.deepEqual(tcp.ok ? "ok" : tcp.reason, "other");
+  assert.match((tcp as { message: string }).message, /TC/);
+  // Over UDP a truncated answer is how a large answer arrives; the server did answer.
+  assert((await probe("udp")).ok);
+});
+
+Deno.test("direct DNS over UDP: a flood of junk from the server's port does not hide the answer", async () => {
+  await using server = await startDnsServer({
+    behaviour: () => ({ flood: 20_000, delayMs: 100, a: ["10.1.0.8"] }),
+  });
+  let strays = 0;
+  const result = await probeDns(
+    {
+      host: "flood.test",
+      recordType: "A",
+      server: { hostname: "127.0.0.1", port: server.port },
+      protocol: "udp",
+    },
+    { onStray: () => strays++ },
+    AbortSignal.timeout(3000),
+  );
+  assert(result.ok, JSON.stringify(result));
+  assert.deepEqual(result.addresses, ["10.1.0.8"]);
+  assert.ok(strays > 0, "the junk arrived and was set aside");
+  // The rest of the flood, still arriving, is dropped with the closed socket.
+});
+
+Deno.test("direct DNS: a signal aborted before the probe settles at once", async () => {
+  const timedOut = AbortSignal.timeout(0);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  for (const protocol of ["udp", "tcp"] as const) {
+    const result = await probeDns(
+      {
+        host: "x.test",
+        recordType: "A",
+        server: { hostname: "127.0.0.1", port: closedPort() },
+        protocol,
+      },
+      {},
+      timedOut,
+    );
+    assert.deepEqual(result.ok ? "ok" : result.reason, "timeout");
+  }
+  const cancelled = new AbortController();
+  cancelled.abort();
+  await assert.rejects(() =>
+    probeDns(
+      {
+        host: "x.test",
+        recordType: "A",
+        server: { hostname: "127.0.0.1", port: closedPort() },
+        protocol: "udp",
+      },
+      {},
+      cancelled.signal,
+    )
+  );
+});

@@ -18,6 +18,16 @@ export interface Behaviour {
   aaaa?: string[];
   /** Never answer. */
   silent?: boolean;
+  /**
+   * Sends a forgery first (an A record 203.0.113.66), then the real answer
+   * (or nothing, when `silent`): from another port of this host (UDP only), for
+   * another name, with another ID, the query echoed back (QR=0), or junk.
+   */
+  forge?: "other-port" | "other-question" | "wrong-id" | "query-echo" | "junk";
+  /** Junk datagrams sent to the asker's port from the server's, in bursts around the answer (UDP only). */
+  flood?: number;
+  /** Answer with the TC (truncated) bit and no records. */
+  truncated?: boolean;
 }
 
 /** A running test DNS server. */
@@ -64,8 +74,40 @@ export async function startDnsServer(
       tcp.close();
       for (const conn of conns) conn.close();
       await new Promise<void>((resolve) => udp.close(() => resolve()));
+      await new Promise<void>((resolve) => forger.close(() => resolve()));
       await Promise.allSettled(pending);
     },
+  };
+
+  const forger = dgram.createSocket(hostname.includes(":") ? "udp6" : "udp4");
+  await new Promise<void>((resolve, reject) => {
+    forger.once("error", reject);
+    forger.bind(0, hostname, () => resolve());
+  });
+
+  /** The forgery `behaviour.forge` asks for, as the bytes to send. */
+  const forgery = (query: dnsPacket.Packet, raw: Uint8Array, behaviour: Behaviour): Uint8Array => {
+    const question = query.questions?.[0] ?? { name: "", type: "A" as const };
+    const forged = (id: number, name: string) =>
+      dnsPacket.encode({
+        type: "response",
+        id,
+        flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+        questions: [{ ...question, name }],
+        answers: [{ type: "A", class: "IN", name, ttl: 30, data: "203.0.113.66" }],
+      });
+    switch (behaviour.forge) {
+      case "other-question":
+        return forged(query.id ?? 0, "elsewhere.invalid");
+      case "wrong-id":
+        return forged(((query.id ?? 0) + 1) & 0xffff, question.name);
+      case "query-echo":
+        return raw;
+      case "junk":
+        return crypto.getRandomValues(new Uint8Array(48));
+      default:
+        return forged(query.id ?? 0, question.name);
+    }
   };
 
   const answer = (query: dnsPacket.Packet, protocol: string): [Behaviour, Uint8Array | null] => {
@@ -81,9 +123,10 @@ export async function startDnsServer(
       type: "response",
       id: query.id ?? 0,
       flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE |
+        (behaviour.truncated ? dnsPacket.TRUNCATED_RESPONSE : 0) |
         ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"].indexOf(rcode),
       questions: query.questions ?? [],
-      answers: rcode === "NOERROR"
+      answers: rcode === "NOERROR" && !behaviour.truncated
         ? data.map((address) =>
           ({ type, class: "IN", name, ttl: 30, data: address }) as dnsPacket.Answer
         )
@@ -102,9 +145,26 @@ export async function startDnsServer(
   };
 
   udp.on("message", (message: Uint8Array, remote: { address: string; port: number }) => {
-    const [behaviour, response] = answer(dnsPacket.decode(Buffer.from(message)), "udp");
+    const query = dnsPacket.decode(Buffer.from(message));
+    const [behaviour, response] = answer(query, "udp");
+    if (behaviour.forge) {
+      const socket = behaviour.forge === "other-port" ? forger : udp;
+      socket.send(forgery(query, message, behaviour), remote.port, remote.address);
+    }
+    if (behaviour.flood) flood(behaviour.flood, remote);
     if (response) later(behaviour.delayMs, () => udp.send(response, remote.port, remote.address));
   });
+
+  /** Sends `count` junk datagrams in bursts of 50, one burst per turn of the event loop. */
+  const flood = (count: number, remote: { address: string; port: number }) => {
+    const junk = crypto.getRandomValues(new Uint8Array(512));
+    const burst = (left: number) => {
+      if (left <= 0 || closing.signal.aborted) return;
+      for (let i = 0; i < Math.min(50, left); i++) udp.send(junk, remote.port, remote.address);
+      later(1, () => burst(left - 50));
+    };
+    burst(count);
+  };
 
   const serveConn = async (conn: Deno.Conn) => {
     conns.add(conn);
@@ -118,16 +178,15 @@ export async function startDnsServer(
         if (read === null) return;
         filled += read;
       }
-      const [behaviour, response] = answer(dnsPacket.decode(Buffer.from(body)), "tcp");
+      const query = dnsPacket.decode(Buffer.from(body));
+      const [behaviour, response] = answer(query, "tcp");
+      if (behaviour.forge) await conn.write(frame(forgery(query, body, behaviour)));
       if (!response) {
         await conn.read(new Uint8Array(1)); // hold the connection open until the client leaves
         return;
       }
-      const framed = new Uint8Array(response.length + 2);
-      new DataView(framed.buffer).setUint16(0, response.length);
-      framed.set(response, 2);
       if (behaviour.delayMs) await sleep(behaviour.delayMs, closing.signal);
-      await conn.write(framed);
+      await conn.write(frame(response));
     } catch {
       // the client went away first; nothing to answer
     } finally {
@@ -149,6 +208,14 @@ export async function startDnsServer(
   })();
   pending.add(acceptLoop);
   return server;
+}
+
+/** A DNS message with the two-byte length TCP puts before it. */
+function frame(message: Uint8Array): Uint8Array {
+  const framed = new Uint8Array(message.length + 2);
+  new DataView(framed.buffer).setUint16(0, message.length);
+  framed.set(message, 2);
+  return framed;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
