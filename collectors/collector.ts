@@ -76,8 +76,14 @@ export interface Pacing {
 /** The metrics a probe collector records into. */
 export interface ProbeMetrics {
   readonly latency: client.Histogram<string>;
-  /** The exact time of each target's last success: the histogram only knows its bucket. */
+  /**
+   * The exact time of each target's last probe while it succeeds (the
+   * histogram only knows its bucket); removed when a probe fails, so a
+   * "latency now" panel shows no figure for a target that is down.
+   */
   readonly lastLatency: client.Gauge<string>;
+  /** 1 when a target's last probe succeeded, 0 when it failed; absent until its first probe. */
+  readonly success: client.Gauge<string>;
   readonly errors: client.Counter<string>;
   /** Failures of the exporter itself (a probe that threw), not of the network. */
   readonly internalErrors: client.Counter<string>;
@@ -186,6 +192,7 @@ export class ProbeCollector implements Collector {
     this.#status.delete(key);
     this.#metrics.latency.remove(target.labels);
     this.#metrics.lastLatency.remove(target.labels);
+    this.#metrics.success.remove(target.labels);
     for (const reason of this.#metrics.reasons) {
       this.#metrics.errors.remove({ ...target.labels, reason });
     }
@@ -207,6 +214,7 @@ export class ProbeCollector implements Collector {
     if (outcome.ok) {
       this.#metrics.latency.observe(target.labels, outcome.seconds);
       this.#metrics.lastLatency.set(target.labels, outcome.seconds);
+      this.#metrics.success.set(target.labels, 1);
       status = {
         collector: this.name,
         labels: target.labels,
@@ -216,6 +224,8 @@ export class ProbeCollector implements Collector {
       };
     } else {
       this.#metrics.errors.inc({ ...target.labels, reason: outcome.reason });
+      this.#metrics.lastLatency.remove(target.labels);
+      this.#metrics.success.set(target.labels, 0);
       status = {
         collector: this.name,
         labels: target.labels,

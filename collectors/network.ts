@@ -116,7 +116,14 @@ export class NetworkCollector extends ProbeCollector {
         }),
         lastLatency: new client.Gauge({
           name: "network_last_latency_seconds",
-          help: "Time of the last successful TCP handshake to a target (host is ip:port).",
+          help: "Time of the last TCP handshake to a target (host is ip:port) while dials " +
+            "succeed; absent while the last one failed.",
+          labelNames,
+          registers,
+        }),
+        success: new client.Gauge({
+          name: "network_probe_success",
+          help: "1 if the last dial to a target (host is ip:port) succeeded, 0 if it failed.",
           labelNames,
           registers,
         }),

@@ -14,11 +14,20 @@ const UNIT_MS: Readonly<Record<string, number>> = {
   h: 3_600_000,
 };
 
+/**
+ * The longest duration accepted: timers hold at most 2³¹−1 ms (about 24.8
+ * days) and fire at once beyond it, which would turn an interval into a storm.
+ */
+export const MAX_DURATION_MS = 576 * 3_600_000;
+
+/** The shortest duration accepted: timers do not resolve finer than 1 ms. */
+export const MIN_DURATION_MS = 1;
+
 const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
 
 /**
  * Parses a Go-style duration into milliseconds.
- * @throws {RangeError} when the text is not a positive duration.
+ * @throws {RangeError} when the text is not a duration from 1ms to 576h.
  */
 export function parseDuration(text: string): number {
   if (text === "") throw new RangeError("Cannot parse duration: current value is empty");
@@ -39,11 +48,19 @@ export function parseDuration(text: string): number {
   if (!(total > 0)) {
     throw new RangeError(`Cannot use duration: current value is "${text}", it must be above zero`);
   }
+  if (total < MIN_DURATION_MS || total > MAX_DURATION_MS) {
+    throw new RangeError(
+      `Cannot use duration: current value is "${text}", it must be from ${
+        formatDuration(MIN_DURATION_MS)
+      } to ${formatDuration(MAX_DURATION_MS)}`,
+    );
+  }
   return total;
 }
 
 /** Formats milliseconds the way {@link parseDuration} reads them, e.g. 1500 → "1.5s". */
 export function formatDuration(ms: number): string {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms >= 1_000) return `${+(ms / 1_000).toFixed(3)}s`;
   return `${+ms.toFixed(3)}ms`;

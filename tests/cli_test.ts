@@ -95,6 +95,8 @@ Deno.test("cli: bad input is one line naming the flag and the value, exit 2", as
     [["--bogus"], {}, /unknown option '--bogus'/],
     [["--dns.interval=soon"], {}, /--dns\.interval.*'soon'.*Cannot parse duration/],
     [["--dns.timeout=20s"], {}, /--dns\.timeout=20s is not below --dns\.interval=15s/],
+    [["--network.interval=10000h"], {}, /--network\.interval.*'10000h'.*from 1ms to 576h/],
+    [["--network.timeout=0.1ms"], {}, /--network\.timeout.*from 1ms to 576h/],
     [["--network.timeout=15s"], {}, /--network\.timeout=15s is not below --network\.interval=15s/],
     [["--network.targets=10.0.0.1"], {}, /--network\.targets.*'10\.0\.0\.1'.*expected host:port/],
     [["--network.targets=[zz]:80"], {}, /brackets hold an IPv6 address/],
@@ -134,7 +136,11 @@ Deno.test("cli: durations and addresses", () => {
   assert.equal(parseDuration("500ms"), 500);
   assert.equal(parseDuration("1m30s"), 90_000);
   assert.equal(parseDuration("1.5s"), 1_500);
-  assert.equal(parseDuration("250us"), 0.25);
+  assert.equal(parseDuration("1000us"), 1);
+  assert.equal(parseDuration("576h"), 576 * 3_600_000);
+  // A timer holds at most 2^31-1 ms and fires at once past it; below 1 ms it cannot resolve.
+  assert.throws(() => parseDuration("250us"), /from 1ms to 576h/);
+  assert.throws(() => parseDuration("10000h"), /from 1ms to 576h/);
   assert.throws(() => parseDuration("0s"), /above zero/);
   assert.throws(() => parseDuration("15"), /Cannot parse duration/);
   assert.throws(() => parseDuration("-1s"), /Cannot parse duration/);
@@ -149,9 +155,11 @@ Deno.test("cli: durations and addresses", () => {
 });
 
 Deno.test("cli: the real program exits 2 with one line and no stack trace on bad input", async () => {
-  const { code, stdout, stderr } = await runProgram(["--dns.interval=soon"]);
-  assert.equal(code, 2);
-  assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
-  assert.doesNotMatch(stderr, /\bat\b.*\.ts:\d+/);
-  assert.equal(stdout, "");
+  for (const flag of ["--dns.interval=soon", "--network.interval=10000h"]) {
+    const { code, stdout, stderr } = await runProgram([flag]);
+    assert.equal(code, 2, flag);
+    assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
+    assert.doesNotMatch(stderr, /\bat\b.*\.ts:\d+/);
+    assert.equal(stdout, "");
+  }
 });

@@ -104,6 +104,34 @@ Deno.test("collector: a peer that leaves takes every series with it; one that co
   assert.ok(collector.statuses().some((status) => status.labels.host === "127.0.0.1:9"));
 });
 
+Deno.test("collector: probe_success follows the last probe; the last latency is absent while a target is down", async () => {
+  const outcomes = new Map<string, ProbeOutcome>();
+  const { collector, metrics, clock } = networkCollector(outcomes);
+  const target = { host: "127.0.0.1:9", target_node: "" };
+  let exposition = new Exposition(await metrics.registry.metrics());
+  assert.deepEqual(exposition.samples("network_probe_success", target), [], "absent until probed");
+  collector.start();
+  await clock.tick(1_000);
+  exposition = new Exposition(await metrics.registry.metrics());
+  assert.equal(exposition.value("network_probe_success", target), 0);
+  assert.deepEqual(exposition.samples("network_last_latency_seconds", target), []);
+
+  outcomes.set("127.0.0.1:9", { ok: true, seconds: 0 });
+  await clock.tick(1_000);
+  exposition = new Exposition(await metrics.registry.metrics());
+  assert.equal(exposition.value("network_probe_success", target), 1);
+  assert.equal(exposition.samples("network_last_latency_seconds", target).length, 1);
+
+  // Down again: a "latency now" panel must not keep showing the healthy figure.
+  outcomes.delete("127.0.0.1:9");
+  await clock.tick(1_000);
+  exposition = new Exposition(await metrics.registry.metrics());
+  assert.equal(exposition.value("network_probe_success", target), 0);
+  assert.deepEqual(exposition.samples("network_last_latency_seconds", target), []);
+  assert.equal(exposition.histogram("network_latency_seconds", target).count, 1);
+  await collector.stop();
+});
+
 Deno.test("collector: a result that lands after its target left is not recorded", async () => {
   const metrics = createExporterMetrics();
   const clock = createFakeClock();
@@ -119,6 +147,12 @@ Deno.test("collector: a result that lands after its target left is not recorded"
       }),
       lastLatency: new client.Gauge({
         name: "t_last_seconds",
+        help: "h",
+        labelNames: ["host"],
+        registers: [metrics.registry],
+      }),
+      success: new client.Gauge({
+        name: "t_success",
         help: "h",
         labelNames: ["host"],
         registers: [metrics.registry],
