@@ -30,7 +30,7 @@ import {
   SERVICE_ACCOUNT_DIR,
 } from "./client.ts";
 import { selectNeighbours } from "./neighbours.ts";
-import { isPeer, type PodRecord } from "./pods.ts";
+import { isLoopback, isPeer, type PodRecord, unicastAddress } from "./pods.ts";
 import { PodWatcher, type WatcherOptions } from "./watcher.ts";
 
 const DISCOVERY_MODES = ["auto", "on", "off"] as const;
@@ -147,6 +147,8 @@ export async function configureDiscovery(
       );
     }
   }
+  // Canonical, so that a peer listing this pod's address in another spelling is still this pod.
+  const ownIPs = [...new Set(podIPs.map((ip) => unicastAddress(ip) ?? ip))];
   return {
     cluster,
     namespace,
@@ -155,7 +157,7 @@ export async function configureDiscovery(
     maxPeers: values.get("network.max-peers") as number,
     identity: {
       podName: env("POD_NAME") || undefined,
-      podIPs,
+      podIPs: ownIPs,
       node: env("NODE_NAME") || undefined,
     },
   };
@@ -189,7 +191,11 @@ export function selectPeers(
   identity: Identity,
   maxPeers: number,
 ): PeerSelection {
-  const all = [...pods];
+  // Loopback is only a peer's address where this pod's own is too: several exporters on one host.
+  const loopbackAllowed = identity.podIPs.some(isLoopback);
+  const all = [...pods].map((pod) =>
+    loopbackAllowed ? pod : { ...pod, ips: pod.ips.filter((ip) => !isLoopback(ip)) }
+  );
   const isSelf = (pod: PodRecord) =>
     pod.name === identity.podName || pod.ips.some((ip) => identity.podIPs.includes(ip));
   const selfNode = identity.node ?? all.find(isSelf)?.node;

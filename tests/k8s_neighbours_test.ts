@@ -141,3 +141,60 @@ Deno.test("pods: a pod object shrinks to what probing needs", () => {
   assert.ok(isPeer(record!));
   assert.equal(toPodRecord({ metadata: { name: "no-uid" } }), undefined);
 });
+
+Deno.test("pods: only unicast IP literals are dialled, canonical and one per family", () => {
+  const ipsOf = (podIPs: string[], podIP?: string) =>
+    toPodRecord({
+      metadata: { name: "p", uid: "u" },
+      status: { podIPs: podIPs.map((ip) => ({ ip })), ...(podIP ? { podIP } : {}) },
+    })!.ips;
+  assert.deepEqual(
+    ipsOf([
+      "0.0.0.0",
+      "::",
+      "999.1.1.1",
+      "evil.example",
+      "224.0.0.1",
+      "255.255.255.255",
+      "ff02::1",
+    ]),
+    [],
+  );
+  assert.deepEqual(ipsOf(["::FFFF:10.0.0.7"]), ["10.0.0.7"]);
+  assert.deepEqual(ipsOf(["::ffff:a00:8"]), ["10.0.0.8"]);
+  assert.deepEqual(ipsOf(["FD00:0:0:0:0:0:0:9"]), ["fd00::9"]);
+  assert.deepEqual(ipsOf(["10.0.0.1", "10.0.0.2", "fd00::1", "fd00::2"], "10.0.0.3"), [
+    "10.0.0.1",
+    "fd00::1",
+  ]);
+  // Thousands of listed addresses make at most one target per family.
+  const many = Array.from({ length: 5000 }, (_, i) => `10.1.${i >> 8 & 255}.${i & 255}`);
+  assert.deepEqual(ipsOf(many), ["10.1.0.0"]);
+});
+
+Deno.test("peers: this pod in IPv4-mapped form is still this pod; loopback only beside a loopback pod", () => {
+  const pods = [
+    pod("self", "node-a", ["10.0.0.1"]),
+    {
+      ...pod("mapped-self", "node-b", []),
+      ips: toPodRecord({
+        metadata: { name: "m", uid: "m" },
+        status: { podIPs: [{ ip: "::ffff:10.0.0.1" }] },
+      })!.ips,
+    },
+    pod("local", "node-c", ["127.0.0.1"]),
+    pod("b", "node-d", ["10.0.0.2"]),
+  ];
+  const selection = selectPeers(pods, { podName: "self", podIPs: ["10.0.0.1"], node: "node-a" }, 0);
+  assert.deepEqual(
+    peerEndpoints(selection.selected, 8000).map((endpoint) => endpoint.hostname),
+    ["10.0.0.2"],
+  );
+  // Several exporters on one machine, as in tests: loopback peers are peers.
+  const onOneHost = selectPeers(
+    [pod("x", "node-x", ["127.0.0.2"]), pod("y", "node-y", ["127.0.0.3"])],
+    { podName: "x", podIPs: ["127.0.0.2"], node: "node-x" },
+    0,
+  );
+  assert.deepEqual(onOneHost.selected.map((peer) => peer.name), ["y"]);
+});
