@@ -4,6 +4,8 @@
  * @module
  */
 
+import { describeError } from "../exporter/errors.ts";
+
 /** True when the signal aborted because its deadline passed. */
 export function isDeadline(signal: AbortSignal): boolean {
   return signal.aborted && (signal.reason as Error | undefined)?.name === "TimeoutError";
@@ -17,7 +19,7 @@ export function rethrowIfCancelled(signal: AbortSignal): void {
   if (signal.aborted && !isDeadline(signal)) throw signal.reason;
 }
 
-/** A one-line description of an error, for logs and the status page. */
+/** A one-line description of an error with its causes, for logs and the status page. */
 export function errorMessage(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return describeError(error);
 }

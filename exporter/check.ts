@@ -7,6 +7,7 @@
 
 import type { TargetStatus } from "../collectors/collector.ts";
 import type { CommonSettings } from "./cli.ts";
+import { describeError } from "./errors.ts";
 import { formatSeconds } from "./http.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
@@ -79,7 +80,7 @@ export async function check(
       try {
         await discovery.syncOnce(signal);
       } catch (error) {
-        logger("k8s").error(`Cannot list peers: ${(error as Error).message}`);
+        logger("k8s").error(`Cannot list peers: ${describeError(error)}`);
         return 1;
       }
     }

@@ -7,6 +7,7 @@
 
 import type client from "prom-client";
 import type { TargetStatus } from "../collectors/collector.ts";
+import type { DiscoveryHealth } from "../k8s/discovery.ts";
 import { VERSION } from "./metrics.ts";
 
 /** A discovered peer as the status page lists it. */
@@ -22,6 +23,8 @@ export interface StatusView {
   readonly flags: ReadonlyArray<readonly [string, string]>;
   readonly targets: readonly TargetStatus[];
   readonly peers?: readonly PeerView[];
+  /** Kubernetes discovery's state, when it runs. */
+  readonly discovery?: DiscoveryHealth;
 }
 
 /** What the handler reads. */
@@ -109,6 +112,11 @@ function renderPage(view: StatusView, telemetryPath: string): string {
     `<td>${escape(status.reason ?? "")}</td><td>${escape(status.message ?? "")}</td>` +
     `<td>${status.at ? new Date(status.at).toISOString() : ""}</td></tr>`
   ).join("\n");
+  const health = view.discovery;
+  const discovery = health === undefined ? "" : `<h2>Kubernetes discovery</h2>
+<p class="${health.state === "failing" ? "down" : "up"}">${escape(health.state)}${
+    health.since ? ` since ${new Date(health.since).toISOString()}` : ""
+  }${health.error ? `: ${escape(health.error)}` : ""}</p>`;
   const peers = view.peers === undefined ? "" : `<h2>Discovered peers</h2>
 <table><tr><th>Pod</th><th>Node</th><th>Addresses</th><th>Probed by this pod</th></tr>
 ${
@@ -125,7 +133,7 @@ ${
     .join("\n");
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>net-exporter</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}tr.down{background:#fdd}tr.up{background:#efe}</style>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}.down{background:#fdd}.up{background:#efe}</style>
 </head><body>
 <h1>net-exporter ${escape(VERSION)}</h1>
 <p><a href="${
@@ -135,6 +143,7 @@ ${
 <table><tr><th>Collector</th><th>Target</th><th>State</th><th>Last latency</th><th>Reason</th><th>Error</th><th>At</th></tr>
 ${rows}
 </table>
+${discovery}
 ${peers}
 <h2>Configuration</h2>
 <table>${flags}</table>

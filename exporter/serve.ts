@@ -45,7 +45,7 @@ export async function serve(options: ServeOptions): Promise<number> {
     status: () => ({
       flags: options.settings.flags,
       targets: collectors.flatMap((collector) => collector.statuses()),
-      ...(discovery ? { peers: discovery.peers() } : {}),
+      ...(discovery ? { peers: discovery.peers(), discovery: discovery.health() } : {}),
     }),
   });
 

@@ -15,12 +15,15 @@ import client from "prom-client";
 import type { NetworkCollector, NetworkEndpoint } from "../collectors/network.ts";
 import {
   choiceFlag,
+  durationFlag,
   FlagError,
   type FlagValues,
   integerFlag,
   valueFlag,
 } from "../exporter/flags.ts";
 import type { PeerView } from "../exporter/http.ts";
+import { formatDuration } from "../exporter/duration.ts";
+import { describeError } from "../exporter/errors.ts";
 import type { ExporterMetrics } from "../exporter/metrics.ts";
 import {
   type ApiClient,
@@ -49,6 +52,8 @@ export interface DiscoverySettings {
   readonly labelSelector: string;
   readonly port: number;
   readonly maxPeers: number;
+  /** Deadline of a list page, and of a watch's answer. */
+  readonly requestTimeoutMs: number;
   readonly identity: Identity;
 }
 
@@ -88,6 +93,11 @@ export function discoveryFlags(): Option[] {
         }
         return text;
       },
+    ),
+    durationFlag(
+      "k8s.request-timeout",
+      "Deadline of each list page and of a watch's answer from the API server",
+      "30s",
     ),
     integerFlag("network.port", "TCP port to dial on discovered peers", 8000),
     integerFlag(
@@ -155,6 +165,7 @@ export async function configureDiscovery(
     labelSelector: values.get("k8s.label-selector") as string,
     port: peerPort,
     maxPeers: values.get("network.max-peers") as number,
+    requestTimeoutMs: values.get("k8s.request-timeout") as number,
     identity: {
       podName: env("POD_NAME") || undefined,
       podIPs: ownIPs,
@@ -250,6 +261,15 @@ export function createDiscoveryMetrics(metrics: ExporterMetrics): DiscoveryMetri
   };
 }
 
+/** Discovery as the status page shows it. */
+export interface DiscoveryHealth {
+  readonly state: "syncing" | "current" | "failing";
+  /** When the current failure began, ms since the epoch. */
+  readonly since?: number;
+  /** The last failure, with its cause. */
+  readonly error?: string;
+}
+
 /** What a running discovery needs. */
 export interface DiscoveryContext {
   readonly network: NetworkCollector;
@@ -267,7 +287,9 @@ export class Discovery {
   readonly #watcher: PodWatcher;
   readonly #client: ApiClient;
   #selection: PeerSelection = { discovered: [], selected: [], selfNode: undefined };
-  #apiHealthy = true;
+  #failure: { since: number; error: string } | undefined;
+  /** The kind of the last failure logged, so a retry that fails the same way is not logged again. */
+  #loggedFailure: string | undefined;
   #warnedUnknownNode = false;
 
   constructor(settings: DiscoverySettings, context: DiscoveryContext) {
@@ -276,6 +298,8 @@ export class Discovery {
     this.#client = context.client ?? createApiClient(settings.cluster);
     this.#watcher = new PodWatcher(
       {
+        listTimeoutMs: settings.requestTimeoutMs,
+        watchOpenTimeoutMs: settings.requestTimeoutMs,
         ...context.watcher,
         client: this.#client,
         namespace: settings.namespace,
@@ -283,7 +307,7 @@ export class Discovery {
       },
       {
         onPods: (pods) => this.#reconcile(pods.values()),
-        onFailure: (error) => this.#failed(error),
+        onFailure: (error, retryInMs) => this.#failed(error, retryInMs),
         onRequest: (verb, code) => context.metrics.requests.inc({ verb, code }),
         onSynced: () => this.#synced(),
       },
@@ -358,19 +382,43 @@ export class Discovery {
     }
   }
 
+  /** Discovery's state for the status page: failing since when, and why, with its cause. */
+  health(): DiscoveryHealth {
+    return this.#failure === undefined
+      ? { state: this.ready ? "current" : "syncing" }
+      : { state: "failing", since: this.#failure.since, error: this.#failure.error };
+  }
+
   #synced(): void {
     this.#context.metrics.lastSync.set((this.#context.now ?? Date.now)() / 1000);
-    if (!this.#apiHealthy) {
-      this.#apiHealthy = true;
+    if (this.#failure !== undefined) {
+      this.#failure = undefined;
+      this.#loggedFailure = undefined;
       this.#context.logger.info("Kubernetes API reachable again; peers are current");
     }
   }
 
-  #failed(error: Error): void {
+  /**
+   * Counts every failure; logs one line per change of state: the first
+   * failure, and a failure of another kind (its text without numbers), so an
+   * outage is one warning with its cause, not one a retry.
+   */
+  #failed(error: Error, retryInMs: number): void {
     this.#context.network.countInternalError();
-    this.#apiHealthy = false;
-    this.#context.logger.warn(`Kubernetes API: ${error.message}; keeping the last known peers`, {
-      error: error.message,
-    });
+    const description = describeError(error);
+    const now = (this.#context.now ?? Date.now)();
+    this.#failure = { since: this.#failure?.since ?? now, error: description };
+    const kind = description.replace(/\d+(\.\d+)?/g, "N");
+    if (kind === this.#loggedFailure) {
+      this.#context.logger.debug(`Kubernetes API: ${description}`, { error: description });
+      return;
+    }
+    this.#loggedFailure = kind;
+    this.#context.logger.warn(
+      `Kubernetes API: ${description}; keeping the last known peers, retrying in ${
+        formatDuration(Math.round(retryInMs))
+      } and backing off while it fails`,
+      { error: description, retryInMs: Math.round(retryInMs) },
+    );
   }
 }

@@ -10,10 +10,17 @@
  * silently: here every failure is retried with capped exponential backoff and
  * jitter, and a stream that stays silent past the server's own timeout is
  * cut and resumed. The last known pods stay known throughout.
+ *
+ * Everything the API server sends is bounded: a list has a deadline, a cap on
+ * its pages and on each page's bytes; a watch has a deadline for its answer
+ * and first byte, and a cap on one line. A watch that ends at once or with
+ * nothing in it waits its backoff like a failure, so a broken proxy that
+ * answers 200 and hangs up is not asked again in a tight loop.
  * @module
  */
 
-import { type Clock, systemClock } from "../exporter/clock.ts";
+import { type Clock, deadline, systemClock } from "../exporter/clock.ts";
+import { formatDuration } from "../exporter/duration.ts";
 import type { ApiClient } from "./client.ts";
 import { type PodObject, type PodRecord, toPodRecord } from "./pods.ts";
 
@@ -21,11 +28,11 @@ import { type PodObject, type PodRecord, toPodRecord } from "./pods.ts";
 export interface WatcherEvents {
   /** The pod cache changed (after the list, and after each batch of watch events). */
   onPods(pods: ReadonlyMap<string, PodRecord>): void;
-  /** A request or stream failed; the watcher will retry. */
-  onFailure(error: Error): void;
+  /** A request or stream failed; the watcher retries after `retryInMs`. */
+  onFailure(error: Error, retryInMs: number): void;
   /** Every request made, by verb and HTTP status ("error" when none came back). */
   onRequest(verb: "list" | "watch", code: string): void;
-  /** The cache is known to be current as of now (a list, an event, a bookmark, a clean end). */
+  /** The cache is known to be current as of now: a list, or a parsed watch event or bookmark. */
   onSynced(): void;
 }
 
@@ -39,6 +46,16 @@ export interface WatcherOptions {
   /** How long past the server's timeout a silent stream is tolerated before it is cut. */
   readonly silenceSlackMs?: number;
   readonly pageSize?: number;
+  /** Deadline of one list page, from request to the last byte of its body. */
+  readonly listTimeoutMs?: number;
+  /** Deadline of a watch's answer and first byte. */
+  readonly watchOpenTimeoutMs?: number;
+  /** Pages one list may take; beyond it the list is abandoned and retried. */
+  readonly maxListPages?: number;
+  /** Bytes one list page may take. */
+  readonly maxPageBytes?: number;
+  /** Bytes one watch event (one line) may take; beyond it the stream is cut and the pods listed. */
+  readonly maxLineBytes?: number;
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
   readonly clock?: Clock;
@@ -60,6 +77,19 @@ class Expired extends Error {
 class SilentStream extends Error {
   override name = "SilentStream";
 }
+
+/** The API server sent more than the watcher will hold. */
+class TooLarge extends Error {
+  override name = "TooLarge";
+}
+
+/** A watch that ended at once, or with nothing in it. */
+class EmptyWatch extends Error {
+  override name = "EmptyWatch";
+}
+
+/** A watch stream ending sooner than this after it opened, with no event, waits its backoff. */
+const QUICK_END_MS = 1_000;
 
 interface PodList {
   metadata?: { resourceVersion?: string; continue?: string };
@@ -87,6 +117,11 @@ export class PodWatcher {
       watchTimeoutSeconds: 300,
       silenceSlackMs: 30_000,
       pageSize: 500,
+      listTimeoutMs: 30_000,
+      watchOpenTimeoutMs: 30_000,
+      maxListPages: 40,
+      maxPageBytes: 64 * 1024 * 1024,
+      maxLineBytes: 4 * 1024 * 1024,
       backoffInitialMs: 500,
       backoffMaxMs: 30_000,
       clock: systemClock,
@@ -123,17 +158,25 @@ export class PodWatcher {
     let failures = 0;
     while (!signal.aborted) {
       try {
-        if (this.#resourceVersion === undefined) await this.#list(signal);
-        await this.#watch(signal);
-        failures = 0;
+        if (this.#resourceVersion === undefined) {
+          await this.#list(signal);
+          failures = 0; // a good list ends an outage: the next failure starts from the shortest wait
+        }
+        if (await this.#watch(signal)) failures = 0;
       } catch (error) {
         if (signal.aborted) break;
         if (error instanceof Expired) {
           this.#resourceVersion = undefined; // history gone: list again, at once
           continue;
         }
-        this.#events.onFailure(error instanceof Error ? error : new Error(String(error)));
-        await this.#sleep(this.#backoff(failures++), signal);
+        // A line too long was skipped: the cache can only be trusted again after a list.
+        if (error instanceof TooLarge) this.#resourceVersion = undefined;
+        const retryInMs = this.#backoff(failures++);
+        this.#events.onFailure(
+          error instanceof Error ? error : new Error(String(error)),
+          retryInMs,
+        );
+        await this.#sleep(retryInMs, signal);
       }
     }
   }
@@ -171,13 +214,21 @@ export class PodWatcher {
       this.#events.onRequest(verb, "error");
       throw error;
     }
-    this.#events.onRequest(verb, String(response.status));
-    if (response.status === 410) {
-      await response.body?.cancel();
-      throw new Expired(`${verb}: 410 Gone`);
+    try {
+      return await this.#checkStatus(verb, response);
+    } catch (error) {
+      await response.body?.cancel().catch(() => {});
+      throw error;
     }
+  }
+
+  async #checkStatus(verb: "list" | "watch", response: Response): Promise<Response> {
+    this.#events.onRequest(verb, String(response.status));
+    if (response.status === 410) throw new Expired(`${verb}: 410 Gone`);
     if (response.status !== 200) {
-      const text = await response.text().catch(() => "");
+      // A Status object is small; a larger body is not read (its status code still tells).
+      const body = await readAtMost(response, 64 * 1024).catch(() => null);
+      const text = new TextDecoder().decode(body ?? new Uint8Array());
       let message = text.slice(0, 200);
       try {
         message = (JSON.parse(text) as { message?: string }).message ?? message;
@@ -189,14 +240,20 @@ export class PodWatcher {
 
   /** Lists every page and replaces the cache; a watch resumes from the list's version. */
   async #list(signal: AbortSignal): Promise<void> {
+    const { maxListPages, pageSize } = this.#options;
     const fresh = new Map<string, PodRecord>();
     let continueToken = "";
     let resourceVersion = "";
+    let pages = 0;
     do {
-      const query: Record<string, string> = { limit: String(this.#options.pageSize) };
+      if (pages++ === maxListPages) {
+        throw new TooLarge(
+          `Cannot list pods: current list goes on past ${maxListPages} pages of ${pageSize}; giving up`,
+        );
+      }
+      const query: Record<string, string> = { limit: String(pageSize) };
       if (continueToken) query.continue = continueToken;
-      const page = await (await this.#request("list", this.#podsPath(query), signal))
-        .json() as PodList;
+      const page = await this.#listPage(this.#podsPath(query), signal);
       for (const item of page.items ?? []) {
         const record = toPodRecord(item);
         if (record) fresh.set(record.uid, record);
@@ -212,17 +269,52 @@ export class PodWatcher {
     this.#events.onSynced();
   }
 
-  /** Watches from the last version seen until the server ends the stream. */
-  async #watch(outer: AbortSignal): Promise<void> {
-    const { watchTimeoutSeconds, silenceSlackMs, clock } = this.#options;
+  /** One list page, read within the list deadline and the page's byte cap. */
+  async #listPage(path: string, outer: AbortSignal): Promise<PodList> {
+    const { listTimeoutMs, maxPageBytes, clock } = this.#options;
+    using limit = deadline(listTimeoutMs, outer, clock);
+    try {
+      const response = await this.#request("list", path, limit.signal);
+      const body = await readAtMost(response, maxPageBytes);
+      if (body === null) {
+        throw new TooLarge(
+          `Cannot list pods: current page is larger than ${maxPageBytes} bytes; giving up`,
+        );
+      }
+      return JSON.parse(new TextDecoder().decode(body)) as PodList;
+    } catch (error) {
+      if (limit.expired && !outer.aborted) {
+        throw new Error(
+          `Cannot list pods: no complete answer within ${formatDuration(listTimeoutMs)}`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Watches from the last version seen until the server ends the stream.
+   * True when it delivered at least one event; an empty stream that ended
+   * within {@link QUICK_END_MS} or before half the server's timeout throws.
+   */
+  async #watch(outer: AbortSignal): Promise<boolean> {
+    const { watchTimeoutSeconds, silenceSlackMs, watchOpenTimeoutMs, maxLineBytes, clock } =
+      this.#options;
+    const openedAt = clock.now();
     const silence = new AbortController();
     const signal = AbortSignal.any([outer, silence.signal]);
     const silenceLimitMs = watchTimeoutSeconds * 1000 + silenceSlackMs;
-    let timer = clock.setTimeout(() => silence.abort(), silenceLimitMs);
+    // Until the first byte, the open deadline; after it, the server's timeout plus slack.
+    let limitMs = Math.min(watchOpenTimeoutMs, silenceLimitMs);
+    let answered = false;
+    let timer = clock.setTimeout(() => silence.abort(), limitMs);
     const heardFrom = () => {
       clock.clearTimeout(timer);
-      timer = clock.setTimeout(() => silence.abort(), silenceLimitMs);
+      limitMs = silenceLimitMs;
+      timer = clock.setTimeout(() => silence.abort(), limitMs);
     };
+    let events = 0;
     try {
       const response = await this.#request(
         "watch",
@@ -234,31 +326,54 @@ export class PodWatcher {
         }),
         signal,
       );
+      answered = true;
       let buffered = "";
       const decoder = new TextDecoder();
-      for await (const chunk of response.body!) {
+      for await (const chunk of response.body ?? []) {
         heardFrom();
         buffered += decoder.decode(chunk, { stream: true });
         const lines = buffered.split("\n");
         buffered = lines.pop()!;
+        if (buffered.length > maxLineBytes) {
+          throw new TooLarge(
+            `Cannot watch pods: current event is longer than ${maxLineBytes} bytes; listing again`,
+          );
+        }
         let changed = false;
+        let parsed = 0;
         for (const line of lines) {
           if (line.trim() === "") continue;
-          const result = this.#apply(JSON.parse(line) as WatchEvent);
+          const result = this.#apply(parseEvent(line));
           this.#resourceVersion = result.resourceVersion ?? this.#resourceVersion;
           changed ||= result.changed;
+          parsed++;
         }
         if (changed) this.#events.onPods(this.#pods);
-        this.#events.onSynced();
+        if (parsed > 0) this.#events.onSynced();
+        events += parsed;
       }
     } catch (error) {
       if (silence.signal.aborted && !outer.aborted) {
-        throw new SilentStream(`Watch stream silent for ${silenceLimitMs} ms; resuming`);
+        throw new SilentStream(
+          !answered
+            ? `Cannot watch pods: no answer within ${formatDuration(limitMs)}; watching again`
+            : `Cannot watch pods: stream silent for ${formatDuration(limitMs)}; watching again`,
+          { cause: error },
+        );
       }
       throw error;
     } finally {
       clock.clearTimeout(timer);
     }
+    const lastedMs = clock.now() - openedAt;
+    if (events === 0 && (lastedMs < QUICK_END_MS || lastedMs < watchTimeoutSeconds * 500)) {
+      throw new EmptyWatch(
+        `Cannot watch pods: the stream ended after ${
+          formatDuration(Math.round(lastedMs) || 1)
+        } with no event; waiting before watching again`,
+      );
+    }
+    return events > 0;
   }
 
   #apply(event: WatchEvent): { changed: boolean; resourceVersion?: string } {
@@ -285,4 +400,46 @@ export class PodWatcher {
         throw new Error(`Cannot apply watch event: current type is ${JSON.stringify(event.type)}`);
     }
   }
+}
+
+function parseEvent(line: string): WatchEvent {
+  try {
+    return JSON.parse(line) as WatchEvent;
+  } catch (error) {
+    throw new Error(`Cannot read watch event: current line starts "${line.slice(0, 60)}"`, {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Reads a body up to `maxBytes`; `null` when it is longer (the rest is not
+ * read, and the stream is cancelled).
+ */
+async function readAtMost(response: Response, maxBytes: number): Promise<Uint8Array | null> {
+  if (!response.body) return new Uint8Array();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  const reader = response.body.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      length += value.length;
+      if (length > maxBytes) {
+        await reader.cancel();
+        return null;
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const body = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return body;
 }

@@ -217,7 +217,7 @@ Deno.test({
         `--k8s.kubeconfig=${await api.writeKubeconfig("monitoring")}`,
         `--network.port=${peers.port}`,
       ],
-      { POD_NAME: "net-exporter-2", NODE_NAME: "node-2" },
+      { POD_NAME: "net-exporter-2", NODE_NAME: "node-2", POD_IP: "127.0.0.12" },
     );
     assert.equal(code, 0, stdout + stderr);
     assert.match(stdout, new RegExp(`127\\.0\\.0\\.11:${peers.port} \\(node-1\\)\\s+ok`));
