@@ -14,6 +14,7 @@ import {
   choiceFlag,
   FlagError,
   type FlagValues,
+  integerFlag,
   switchFlags,
   switchFromEnv,
   valueFlag,
@@ -43,6 +44,7 @@ export type Invocation =
     readonly settings: CommonSettings;
     readonly listen: HostPort;
     readonly telemetryPath: string;
+    readonly maxConnections: number;
   }
   | {
     readonly command: "check";
@@ -171,6 +173,13 @@ export async function parseCommandLine(
       ),
     )
     .addOption(
+      integerFlag(
+        "web.max-connections",
+        "HTTP connections held at once; a new one displaces the one idle longest",
+        64,
+      ),
+    )
+    .addOption(
       valueFlag(
         "web.telemetry-path",
         "path",
@@ -185,6 +194,7 @@ export async function parseCommandLine(
         settings: await settingsOf(command, env),
         listen: command.getOptionValue("web.listenAddress") as HostPort,
         telemetryPath: command.getOptionValue("web.telemetryPath") as string,
+        maxConnections: command.getOptionValue("web.maxConnections") as number,
       };
     });
 

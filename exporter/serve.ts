@@ -6,7 +6,10 @@
 
 import { formatHostPort, type HostPort } from "./address.ts";
 import type { CommonSettings } from "./cli.ts";
+import type { Logger } from "@logtape/logtape";
+import { describeError } from "./errors.ts";
 import { createHandler } from "./http.ts";
+import { type HttpServer, type HttpServerOptions, serveHttp } from "./http_server.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
 import { VERSION } from "./metrics.ts";
@@ -24,6 +27,8 @@ export interface ServeOptions {
   readonly settings: CommonSettings;
   readonly listen: HostPort;
   readonly telemetryPath: string;
+  /** HTTP connections held at once (`--web.max-connections`). */
+  readonly maxConnections: number;
   /** Aborts to shut down (SIGTERM/SIGINT in main.ts). */
   readonly stop: AbortSignal;
   /** Called with the bound address once listening. */
@@ -49,9 +54,19 @@ export async function serve(options: ServeOptions): Promise<number> {
     }),
   });
 
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: HttpServer;
   try {
-    server = listen(options.listen, handler, options.onListen);
+    server = listen(options.listen, handler, options.onListen, {
+      maxConnections: options.maxConnections,
+      onAcceptError: (error, retryInMs) =>
+        log.warn(
+          `Cannot accept a connection: ${describeError(error)}; retrying in ${retryInMs} ms`,
+          {
+            error: describeError(error),
+            retryInMs,
+          },
+        ),
+    });
   } catch (error) {
     const address = formatHostPort(options.listen);
     log.error(`Cannot listen on ${address}: ${error}`, { address, error: String(error) });
@@ -62,6 +77,7 @@ export async function serve(options: ServeOptions): Promise<number> {
   if (networkOn && !discovery && options.settings.values.get("k8s.discovery") === "auto") {
     log.info("No Kubernetes configuration found: probing static targets only");
   }
+  warnIfFewDescriptors(options, log);
   discovery?.start();
   for (const collector of collectors) collector.start();
   const address = formatHostPort(server.addr);
@@ -87,19 +103,48 @@ function listen(
   address: HostPort,
   handler: (request: Request) => Promise<Response>,
   onListen: ((address: Deno.NetAddr) => void) | undefined,
-): Deno.HttpServer<Deno.NetAddr> {
-  const options = (hostname: string) => ({
-    hostname,
-    port: address.port,
-    onListen: (bound: Deno.NetAddr) => onListen?.(bound),
-  });
+  options: HttpServerOptions,
+): HttpServer {
+  let server: HttpServer;
   try {
-    return Deno.serve(options(address.hostname), handler);
+    server = serveHttp(address, handler, options);
   } catch (error) {
     // "::" on a host without IPv6: every interface means every IPv4 one.
-    if (address.hostname === "::" && error instanceof Deno.errors.AddrNotAvailable) {
-      return Deno.serve(options("0.0.0.0"), handler);
-    }
-    throw error;
+    if (address.hostname !== "::" || !(error instanceof Deno.errors.AddrNotAvailable)) throw error;
+    server = serveHttp({ ...address, hostname: "0.0.0.0" }, handler, options);
+  }
+  onListen?.(server.addr);
+  return server;
+}
+
+/**
+ * Descriptors the exporter may hold at once besides HTTP connections:
+ * dials, lookups, the API connections, the listener, logs and the runtime.
+ */
+const DESCRIPTORS_BESIDES_HTTP = 64;
+
+/**
+ * Warns when the soft limit on open files is below what the configuration
+ * can hold at once. Deno cannot raise it (setrlimit needs FFI); at the limit
+ * accepts and dials fail and are retried, so this is a warning, not an error.
+ */
+function warnIfFewDescriptors(options: ServeOptions, log: Logger): void {
+  let limits: string;
+  try {
+    limits = Deno.readTextFileSync("/proc/self/limits");
+  } catch {
+    return; // not Linux, or not permitted: nothing to compare with
+  }
+  const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1]);
+  const { values } = options.settings;
+  const wanted = options.maxConnections + DESCRIPTORS_BESIDES_HTTP +
+    (values.get("collector.network") ? values.get("network.concurrency") as number : 0) +
+    (values.get("collector.dns") ? values.get("dns.concurrency") as number : 0);
+  if (soft > 0 && soft < wanted) {
+    log.warn(
+      `The open-file limit is ${soft}, below the ${wanted} this configuration may hold at once; ` +
+        "lower --web.max-connections or the concurrency flags, or raise the limit",
+      { limit: soft, wanted },
+    );
   }
 }

@@ -38,6 +38,7 @@ Deno.test("compile task: permissions are scoped, never --allow-all", () => {
   assert.deepEqual(read, [
     "/var/run/secrets/kubernetes.io/serviceaccount",
     "/run/secrets/kubernetes.io/serviceaccount",
+    "/proc/self/limits",
   ]);
   const env = flags.find((flag) => flag.startsWith("--allow-env="))!.slice("--allow-env=".length)
     .split(",");
