@@ -48,6 +48,12 @@ export interface Collector {
   start(): void;
   /** Stops probing and waits for in-flight probes. */
   stop(): Promise<void>;
+  /**
+   * Runs the probe path against loopback stand-ins, untimed, so that a fresh
+   * process's first probes are not timed while the runtime still loads and
+   * compiles it (for `check`). Probes no target.
+   */
+  warmUp(signal: AbortSignal): Promise<void>;
   /** Probes every target once, now, and returns their states (for `check`). */
   probeAll(signal: AbortSignal): Promise<TargetStatus[]>;
   /** Last known state of every target. */
@@ -101,8 +107,18 @@ export class ProbeCollector implements Collector {
   readonly #targets = new Map<string, ProbeTarget>();
   readonly #status = new Map<string, TargetStatus>();
 
-  constructor(name: string, metrics: ProbeMetrics, pacing: Pacing, context: CollectorContext) {
+  readonly #warmUp: (signal: AbortSignal) => Promise<void>;
+
+  /** `warmUp` exercises the probe path without probing a target (see {@link Collector.warmUp}). */
+  constructor(
+    name: string,
+    metrics: ProbeMetrics,
+    pacing: Pacing,
+    context: CollectorContext,
+    warmUp: (signal: AbortSignal) => Promise<void> = () => Promise.resolve(),
+  ) {
     this.name = name;
+    this.#warmUp = warmUp;
     this.#metrics = metrics;
     this.#context = context;
     this.#pacing = pacing;
@@ -160,6 +176,10 @@ export class ProbeCollector implements Collector {
 
   stop(): Promise<void> {
     return this.#scheduler.stop();
+  }
+
+  warmUp(signal: AbortSignal): Promise<void> {
+    return this.#warmUp(signal);
   }
 
   async probeAll(signal: AbortSignal): Promise<TargetStatus[]> {

@@ -33,6 +33,7 @@ import {
   probeDns,
   RECORD_TYPES,
   type RecordType,
+  warmUpDns,
 } from "./probe_dns.ts";
 import { probeSystemDns, type SystemDnsProbeOptions } from "./probe_dns_system.ts";
 
@@ -234,6 +235,11 @@ export function createDnsCollector(
     },
     config,
     context,
+    // The system path has no stand-in: a warm-up lookup would ask the node's resolver.
+    (signal) =>
+      config.servers.length > 0 && !dependencies.direct
+        ? warmUpDns(config.protocols, signal)
+        : Promise.resolve(),
   );
   const strays = new client.Counter({
     name: "dns_stray_messages_total",

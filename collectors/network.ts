@@ -25,7 +25,7 @@ import {
   type ProbeTarget,
 } from "./collector.ts";
 import { Dialer } from "./dialer.ts";
-import { DIAL_ERROR_REASONS, probeTcp, type TcpProbeOptions } from "./probe_tcp.ts";
+import { DIAL_ERROR_REASONS, probeTcp, type TcpProbeOptions, warmUpTcp } from "./probe_tcp.ts";
 
 /** The network collector's settings, from its flags. */
 export interface NetworkConfig extends Pacing {
@@ -143,6 +143,7 @@ export class NetworkCollector extends ProbeCollector {
       },
       config,
       context,
+      (signal) => warmUpTcp(this.#dialOptions ?? this.#probeOptions, signal),
     );
     this.#static = config.targets.map((target) => ({ ...target, node: "" }));
     this.#probeOptions = probeOptions;

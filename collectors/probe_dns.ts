@@ -288,3 +288,61 @@ async function readExactly(conn: Deno.Conn, length: number): Promise<Uint8Array>
   }
   return buffer;
 }
+
+/** Lookups per protocol that {@link warmUpDns} makes. */
+const WARM_UP_LOOKUPS = 3;
+
+/**
+ * Runs the lookup path a few times per protocol against a loopback "mirror"
+ * made for the purpose (it sends each query back as a response with no
+ * records), so that the first real lookup of a fresh process (as `check`
+ * runs them) is not timed with the runtime still compiling and loading the
+ * socket and packet code. Sends nothing beyond 127.0.0.1.
+ */
+export async function warmUpDns(
+  protocols: readonly DnsProtocol[],
+  signal: AbortSignal,
+): Promise<void> {
+  const mirror = (query: Uint8Array) => {
+    const answer = query.slice();
+    answer[2] = answer[2]! | 0x80; // QR: a response
+    return answer;
+  };
+  const udp = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", () => resolve()));
+  udp.on("message", (query: Uint8Array, from: { address: string; port: number }) => {
+    udp.send(mirror(query), from.port, from.address);
+  });
+  const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    try {
+      for await (const conn of tcp) {
+        try {
+          const length = new DataView((await readExactly(conn, 2)).buffer).getUint16(0);
+          const answer = mirror(await readExactly(conn, length));
+          const framed = new Uint8Array(answer.length + 2);
+          new DataView(framed.buffer).setUint16(0, answer.length);
+          framed.set(answer, 2);
+          await writeAll(conn, framed);
+        } catch {
+          /* the prober left */
+        } finally {
+          conn.close();
+        }
+      }
+    } catch { /* closed */ }
+  })();
+  try {
+    const ports = { udp: udp.address().port, tcp: (tcp.addr as Deno.NetAddr).port };
+    for (const protocol of protocols) {
+      const server = { hostname: "127.0.0.1", port: ports[protocol] };
+      for (let i = 0; i < WARM_UP_LOOKUPS && !signal.aborted; i++) {
+        await probeDns({ host: "warm-up.invalid", recordType: "A", server, protocol }, {}, signal);
+      }
+    }
+  } finally {
+    tcp.close();
+    await serving;
+    await new Promise<void>((resolve) => udp.close(() => resolve()));
+  }
+}

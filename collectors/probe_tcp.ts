@@ -122,3 +122,30 @@ export async function probeTcp(
   conn.close();
   return { ok: true, seconds, address };
 }
+
+/** Handshakes to a loopback listener of its own that {@link warmUpTcp} makes. */
+const WARM_UP_DIALS = 3;
+
+/**
+ * Runs the dial path a few times against a loopback listener made for the
+ * purpose, so that the first real probe of a fresh process (as `check` runs
+ * them) is not timed with the runtime still compiling and loading it. Sends
+ * nothing beyond 127.0.0.1.
+ */
+export async function warmUpTcp(options: TcpProbeOptions, signal: AbortSignal): Promise<void> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) conn.close();
+    } catch { /* closed */ }
+  })();
+  try {
+    const { port } = listener.addr as Deno.NetAddr;
+    for (let i = 0; i < WARM_UP_DIALS && !signal.aborted; i++) {
+      await probeTcp({ hostname: "127.0.0.1", port }, options, signal);
+    }
+  } finally {
+    listener.close();
+    await accepting;
+  }
+}

@@ -84,8 +84,11 @@ export async function check(
         return 1;
       }
     }
-    statuses = (await Promise.all(collectors.map((collector) => collector.probeAll(signal))))
-      .flat();
+    // Untimed first: a fresh process would otherwise time its own start-up into the first probes.
+    await Promise.all(collectors.map((collector) => collector.warmUp(signal)));
+    // One collector after another, as serve's spread-out schedule rarely runs them at once.
+    statuses = [];
+    for (const collector of collectors) statuses.push(...await collector.probeAll(signal));
   } finally {
     await Promise.all(collectors.map((collector) => collector.stop()));
   }

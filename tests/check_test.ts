@@ -52,3 +52,17 @@ Deno.test("check: a failing target → JSON with its reason, exit 1", async () =
     ],
   );
 });
+
+Deno.test("check: the warm-up before the timed probes probes no target twice", async () => {
+  await using dns = await startDnsServer();
+  await using listener = startListener();
+  const { code, stdout } = await runCheck([
+    `--dns.servers=${dns.address}`,
+    "--dns.hosts=once.test.",
+    "--dns.protocols=udp,tcp",
+    `--network.targets=${listener.address}`,
+  ]);
+  assert.equal(code, 0, stdout);
+  assert.deepEqual(dns.queries.sort(), ["tcp once.test A", "udp once.test A"]);
+  assert.equal(listener.accepted, 1);
+});
