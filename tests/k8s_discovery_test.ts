@@ -226,3 +226,99 @@ Deno.test({
     assert.deepEqual(api.requests.map((request) => request.split(" ")[0]), ["list"]);
   },
 });
+
+/**
+ * A TCP relay in front of the API server that, while `blackHole` is set,
+ * accepts connections and never answers (a stuck load balancer).
+ */
+function startRelay(target: number): AsyncDisposable & { port: number; blackHole: boolean } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held = new Set<Deno.Conn>();
+  const relay = {
+    port: (listener.addr as Deno.NetAddr).port,
+    blackHole: true,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const conn of held) {
+        try {
+          conn.close();
+        } catch { /* closed by its pipe */ }
+      }
+      await loop;
+    },
+  };
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    try {
+      await from.readable.pipeTo(to.writable);
+    } catch { /* either side closed */ }
+  };
+  const loop = (async () => {
+    try {
+      for await (const conn of listener) {
+        held.add(conn);
+        if (relay.blackHole) continue;
+        const upstream = await Deno.connect({ hostname: "127.0.0.1", port: target });
+        held.add(upstream);
+        pipe(conn, upstream);
+        pipe(upstream, conn);
+      }
+    } catch { /* closed */ }
+  })();
+  return relay;
+}
+
+const BLACK_HOLE = "discovery: a black-holed API server is counted and logged within the deadline";
+Deno.test({
+  name: `${BLACK_HOLE}; the exporter stays alive and is ready once it answers`,
+  ignore: !requires(BLACK_HOLE, { commands: ["openssl"] }),
+  async fn() {
+    await using peers = await peerListeners(2);
+    await using api = await startApiServer();
+    for (const index of [1, 2]) api.apply(pod(index));
+    await using relay = startRelay(Number(new URL(api.url).port));
+    const kubeconfig = await api.writeKubeconfig("monitoring");
+    const config = JSON.parse(await Deno.readTextFile(kubeconfig));
+    config.clusters[0].cluster.server = `https://127.0.0.1:${relay.port}`;
+    await Deno.writeTextFile(kubeconfig, JSON.stringify(config));
+    await using exporter = await startExporter(
+      [
+        "--no-collector.dns",
+        `--k8s.kubeconfig=${kubeconfig}`,
+        "--k8s.request-timeout=1s",
+        `--network.port=${peers.port}`,
+        "--network.interval=1s",
+        "--network.timeout=500ms",
+      ],
+      { env: { POD_NAME: "net-exporter-1", NODE_NAME: "node-1", POD_IP: "127.0.0.11" } },
+    );
+    await waitFor(
+      () =>
+        Promise.resolve(exporter.logs.some((line) => /no complete answer within 1s/.test(line))),
+      5_000,
+      "the black hole logged with its deadline",
+    );
+    const during = await scrape(exporter.url);
+    assert.ok(
+      during.value("net_exporter_kubernetes_requests_total", { verb: "list", code: "error" }) >= 1,
+    );
+    assert.ok(during.value("network_error_total") >= 1);
+    assert.equal((await get(`${exporter.url}/healthz`)).status, 200, "alive");
+    assert.equal((await get(`${exporter.url}/readyz`)).status, 503, "not ready without peers");
+    const page = await get(`${exporter.url}/`);
+    assert.match(page.body, /failing since .*no complete answer within 1s/);
+
+    relay.blackHole = false;
+    await waitUntilReady(exporter, 20_000);
+    await waitFor(
+      async () => probedHosts(await scrape(exporter.url)).length === 1,
+      10_000,
+      "the peer probed once the API answers",
+    );
+    const warnings = exporter.logs.filter((line) => /"level":"WARN"/.test(line));
+    assert.equal(
+      warnings.filter((line) => /no complete answer/.test(line)).length,
+      1,
+      "one warning for the outage, however many retries",
+    );
+  },
+});
