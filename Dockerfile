@@ -12,6 +12,7 @@ COPY main.ts ./
 COPY collectors/ collectors/
 COPY exporter/ exporter/
 COPY k8s/ k8s/
+COPY lib/ lib/
 # The permission set, V8 flags and output path live in deno.json's compile task, nowhere else.
 RUN deno task compile
 

@@ -8,11 +8,10 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import type client from "prom-client";
-import { type Clock, deadline, systemClock } from "../exporter/clock.ts";
-import type { ExporterMetrics } from "../exporter/metrics.ts";
-import { Scheduler } from "../exporter/scheduler.ts";
-import { Semaphore } from "../exporter/semaphore.ts";
+import client from "prom-client";
+import { type Clock, deadline, systemClock } from "../lib/clock.ts";
+import { Scheduler } from "../lib/scheduler.ts";
+import { Semaphore } from "../lib/semaphore.ts";
 import { errorMessage, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** What a probe reports, stripped to what the collector records. */
@@ -23,6 +22,8 @@ export type ProbeOutcome =
 /** One thing to probe. Two targets with the same key are the same target. */
 export interface ProbeTarget {
   readonly key: string;
+  /** How a person names it, e.g. "example.org. A via 10.0.0.10:53/udp" or "10.0.0.5:8000 (node-b)". */
+  readonly title: string;
   /** Label values of the target's series (without `reason`). */
   readonly labels: Readonly<Record<string, string>>;
   /** Runs the probe; throws only when cancelled or on a bug. */
@@ -32,6 +33,7 @@ export interface ProbeTarget {
 /** The last known state of a target, for the status page and `check`. */
 export interface TargetStatus {
   readonly collector: string;
+  readonly title: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly state: "pending" | "up" | "down";
   readonly seconds?: number;
@@ -64,9 +66,18 @@ export interface Collector {
   readonly alive: boolean;
 }
 
+/** The metrics every collector shares, in the exporter's registry. */
+export interface SharedMetrics {
+  readonly registry: client.Registry;
+  /** Targets per collector. */
+  readonly targets: client.Gauge<"collector">;
+  /** Probes that started late or skipped a slot, per collector. */
+  readonly probesLate: client.Counter<"collector">;
+}
+
 /** Everything a collector needs from the exporter around it. */
 export interface CollectorContext {
-  readonly metrics: ExporterMetrics;
+  readonly metrics: SharedMetrics;
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly random?: () => number;
@@ -157,7 +168,12 @@ export class ProbeCollector implements Collector {
         for (const reason of this.#metrics.reasons) {
           this.#metrics.errors.inc({ ...target.labels, reason }, 0);
         }
-        this.#status.set(key, { collector: this.name, labels: target.labels, state: "pending" });
+        this.#status.set(key, {
+          collector: this.name,
+          title: target.title,
+          labels: target.labels,
+          state: "pending",
+        });
       }
       this.#targets.set(key, target);
     }
@@ -237,6 +253,7 @@ export class ProbeCollector implements Collector {
       this.#metrics.success.set(target.labels, 1);
       status = {
         collector: this.name,
+        title: target.title,
         labels: target.labels,
         state: "up",
         seconds: outcome.seconds,
@@ -248,6 +265,7 @@ export class ProbeCollector implements Collector {
       this.#metrics.success.set(target.labels, 0);
       status = {
         collector: this.name,
+        title: target.title,
         labels: target.labels,
         state: "down",
         reason: outcome.reason,
@@ -264,7 +282,7 @@ export class ProbeCollector implements Collector {
     const before = previous?.state ?? "pending";
     if (before === current.state && previous?.reason === current.reason) return;
     const properties = { collector: this.name, ...current.labels };
-    const target = Object.values(current.labels).filter((value) => value !== "").join(" ");
+    const target = current.title;
     if (current.state === "up") {
       const message = `${this.name} target up: ${target}`;
       if (before === "pending") logger.debug(message, properties);
@@ -287,4 +305,65 @@ export class ProbeCollector implements Collector {
       error: errorMessage(error),
     });
   }
+}
+
+/** How a collector names and explains its probe metrics. */
+export interface ProbeMetricsSpec {
+  /** Metric name prefix, e.g. "dns" → dns_latency_seconds. */
+  readonly prefix: string;
+  readonly labelNames: readonly string[];
+  readonly buckets: readonly number[];
+  /** What is timed, for help texts, e.g. "DNS lookups, from query sent to answer received". */
+  readonly measured: string;
+  /** The failure counter: its name (kept from the original exporter), help and reasons. */
+  readonly errors: {
+    readonly name: string;
+    readonly help: string;
+    readonly reasons: readonly string[];
+  };
+  /** Help of `<prefix>_error_total`. */
+  readonly internalHelp: string;
+}
+
+/** Builds a probe collector's metrics in `registry`, the same five for every collector. */
+export function createProbeMetrics(
+  registry: client.Registry,
+  spec: ProbeMetricsSpec,
+): ProbeMetrics {
+  const registers = [registry];
+  const labelNames = [...spec.labelNames];
+  return {
+    latency: new client.Histogram({
+      name: `${spec.prefix}_latency_seconds`,
+      help: `Time of successful ${spec.measured}.`,
+      labelNames,
+      buckets: [...spec.buckets],
+      registers,
+    }),
+    lastLatency: new client.Gauge({
+      name: `${spec.prefix}_last_latency_seconds`,
+      help: `Time of the last of the ${spec.measured}, while they succeed; absent while the ` +
+        "last one failed.",
+      labelNames,
+      registers,
+    }),
+    success: new client.Gauge({
+      name: `${spec.prefix}_probe_success`,
+      help: `1 if the last of the ${spec.measured} succeeded, 0 if it failed.`,
+      labelNames,
+      registers,
+    }),
+    errors: new client.Counter({
+      name: spec.errors.name,
+      help: spec.errors.help,
+      labelNames: [...labelNames, "reason"],
+      registers,
+    }),
+    internalErrors: new client.Counter({
+      name: `${spec.prefix}_error_total`,
+      help: spec.internalHelp,
+      registers,
+    }),
+    reasons: spec.errors.reasons,
+  };
 }

@@ -4,43 +4,68 @@
  * @module
  */
 
-import type { Option } from "commander";
-import type { FlagValues } from "../exporter/flags.ts";
+import { type Flag, type FlagValues, switchFlag } from "../lib/flags.ts";
 import type { Collector, CollectorContext } from "./collector.ts";
-import { configureDns, createDnsCollector, dnsFlags } from "./dns.ts";
-import { configureNetwork, NetworkCollector, networkFlags } from "./network.ts";
+import { configureDns, DNS_FLAGS, DnsCollector } from "./dns.ts";
+import { configureNetwork, NETWORK_FLAGS, NetworkCollector } from "./network.ts";
 
-/** A collector kind: its flags, and how checked flags become a collector. */
+/** A collector whose flags were read and checked: ready to build. */
+export interface ConfiguredCollector {
+  readonly name: string;
+  /** Probes it may have in flight at once (for the open-file budget). */
+  readonly concurrency: number;
+  create(context: CollectorContext): Collector;
+}
+
+/** A collector kind: its switch, its flags, and how checked flags become a collector. */
 export interface CollectorDefinition {
   readonly name: string;
   readonly description: string;
+  /** `--collector.NAME` / `--no-collector.NAME`. */
+  readonly enabled: Flag<boolean>;
   /** The collector's own flags; they live beside it. */
-  flags(): Option[];
+  readonly flags: readonly Flag<unknown>[];
   /**
-   * Checks the flags and returns what builds the collector; throws a
-   * `FlagError` first, so that bad flags stop the program before anything starts.
+   * Reads and checks the flags; throws a `FlagError` first, so that bad flags
+   * stop the program before anything starts.
    */
-  configure(values: FlagValues): (context: CollectorContext) => Collector;
+  configure(values: FlagValues): ConfiguredCollector;
+}
+
+function definition(
+  name: string,
+  description: string,
+  flags: readonly Flag<unknown>[],
+  configure: (values: FlagValues) => Omit<ConfiguredCollector, "name">,
+): CollectorDefinition {
+  return {
+    name,
+    description,
+    enabled: switchFlag(`collector.${name}`, `Run the ${name} collector: ${description}`),
+    flags,
+    configure: (values) => ({ name, ...configure(values) }),
+  };
 }
 
 /** Every collector, in the order they appear in help and on the status page. */
 export const COLLECTORS: readonly CollectorDefinition[] = [
-  {
-    name: "dns",
-    description: "DNS lookup latency and errors",
-    flags: dnsFlags,
-    configure(values) {
-      const config = configureDns(values);
-      return (context) => createDnsCollector(config, context);
-    },
-  },
-  {
-    name: "network",
-    description: "TCP handshake latency and dial errors to targets and peers",
-    flags: networkFlags,
-    configure(values) {
+  definition("dns", "DNS lookup latency and errors", DNS_FLAGS, (values) => {
+    const config = configureDns(values);
+    return {
+      concurrency: config.concurrency,
+      create: (context) => new DnsCollector(config, context),
+    };
+  }),
+  definition(
+    "network",
+    "TCP handshake latency and dial errors to targets and peers",
+    NETWORK_FLAGS,
+    (values) => {
       const config = configureNetwork(values);
-      return (context) => new NetworkCollector(config, context);
+      return {
+        concurrency: config.concurrency,
+        create: (context) => new NetworkCollector(config, context),
+      };
     },
-  },
+  ),
 ];

@@ -5,32 +5,21 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import type { Option } from "commander";
-import client from "prom-client";
-import { formatHostPort, type HostPort, parseHostPort } from "../exporter/address.ts";
-import { formatDuration } from "../exporter/duration.ts";
-import {
-  bucketsFlag,
-  durationFlag,
-  FlagError,
-  type FlagValues,
-  integerFlag,
-  listFlag,
-} from "../exporter/flags.ts";
-import { DEFAULT_BUCKETS } from "../exporter/metrics.ts";
+import { formatHostPort, type HostPort, parseHostPort } from "../lib/address.ts";
+import { type Flag, type FlagValues, listFlag } from "../lib/flags.ts";
 import {
   type CollectorContext,
-  type Pacing,
+  createProbeMetrics,
   ProbeCollector,
   type ProbeTarget,
 } from "./collector.ts";
 import { Dialer } from "./dialer.ts";
+import { pacingFlags, type ProbePacing } from "./pacing.ts";
 import { DIAL_ERROR_REASONS, probeTcp, type TcpProbeOptions, warmUpTcp } from "./probe_tcp.ts";
 
 /** The network collector's settings, from its flags. */
-export interface NetworkConfig extends Pacing {
+export interface NetworkConfig extends ProbePacing {
   readonly targets: readonly HostPort[];
-  readonly buckets: readonly number[];
 }
 
 /** An endpoint to dial; `node` names the peer's node (empty for static targets). */
@@ -38,44 +27,27 @@ export interface NetworkEndpoint extends HostPort {
   readonly node: string;
 }
 
-/** The network collector's flags. */
-export function networkFlags(): Option[] {
-  return [
-    listFlag(
-      "network.targets",
-      "host:port",
-      "Static targets to dial, e.g. 10.0.0.5:8000,[fd00::5]:8000",
-      "",
-      (item) => parseHostPort(item),
-    ),
-    durationFlag("network.interval", "How often each target is dialled", "15s"),
-    durationFlag("network.timeout", "Deadline of one dial; must be below --network.interval", "5s"),
-    integerFlag("network.concurrency", "Dials in flight at most", 100),
-    bucketsFlag(
-      "network.buckets",
-      "Upper bounds of network_latency_seconds buckets",
-      DEFAULT_BUCKETS,
-    ),
-  ];
-}
+const TARGETS = listFlag(
+  "network.targets",
+  "host:port",
+  "Static targets to dial, e.g. 10.0.0.5:8000,[fd00::5]:8000",
+  "",
+  (item) => parseHostPort(item),
+);
+const PACING = pacingFlags("network", {
+  what: "dial",
+  interval: "15s",
+  timeout: "5s",
+  concurrency: 100,
+  histogram: "network_latency_seconds",
+});
 
-/** Checks the network flags together. */
+/** The network collector's flags. */
+export const NETWORK_FLAGS: readonly Flag<unknown>[] = [TARGETS, ...PACING.flags];
+
+/** Reads and checks the network flags together. */
 export function configureNetwork(values: FlagValues): NetworkConfig {
-  const config: NetworkConfig = {
-    targets: values.get("network.targets") as HostPort[],
-    intervalMs: values.get("network.interval") as number,
-    timeoutMs: values.get("network.timeout") as number,
-    concurrency: values.get("network.concurrency") as number,
-    buckets: values.get("network.buckets") as number[],
-  };
-  if (config.timeoutMs >= config.intervalMs) {
-    throw new FlagError(
-      `Cannot probe the network: current --network.timeout=${
-        formatDuration(config.timeoutMs)
-      } is not below --network.interval=${formatDuration(config.intervalMs)}`,
-    );
-  }
-  return config;
+  return { targets: TARGETS.read(values), ...PACING.read(values) };
 }
 
 /**
@@ -102,45 +74,21 @@ export class NetworkCollector extends ProbeCollector {
     context: CollectorContext,
     probeOptions: TcpProbeOptions = {},
   ) {
-    const registers = [context.metrics.registry];
-    const labelNames = ["host", "target_node"];
     super(
       "network",
-      {
-        latency: new client.Histogram({
-          name: "network_latency_seconds",
-          help: "Time of successful TCP handshakes to a target (host is ip:port).",
-          labelNames,
-          buckets: [...config.buckets],
-          registers,
-        }),
-        lastLatency: new client.Gauge({
-          name: "network_last_latency_seconds",
-          help: "Time of the last TCP handshake to a target (host is ip:port) while dials " +
-            "succeed; absent while the last one failed.",
-          labelNames,
-          registers,
-        }),
-        success: new client.Gauge({
-          name: "network_probe_success",
-          help: "1 if the last dial to a target (host is ip:port) succeeded, 0 if it failed.",
-          labelNames,
-          registers,
-        }),
-        errors: new client.Counter({
+      createProbeMetrics(context.metrics.registry, {
+        prefix: "network",
+        labelNames: ["host", "target_node"],
+        buckets: config.buckets,
+        measured: "TCP handshakes to a target (host is ip:port)",
+        errors: {
           name: "network_dial_error_total",
           help: "Failed TCP dials by reason: timeout, refused, unreachable, reset, resolve, other.",
-          labelNames: [...labelNames, "reason"],
-          registers,
-        }),
-        internalErrors: new client.Counter({
-          name: "network_error_total",
-          help:
-            "Errors inside the exporter's network collector and its discovery (not dial failures).",
-          registers,
-        }),
-        reasons: DIAL_ERROR_REASONS,
-      },
+          reasons: DIAL_ERROR_REASONS,
+        },
+        internalHelp:
+          "Errors inside the exporter's network collector and its discovery (not dial failures).",
+      }),
       config,
       context,
       (signal) => warmUpTcp(this.#dialOptions ?? this.#probeOptions, signal),
@@ -186,6 +134,7 @@ export class NetworkCollector extends ProbeCollector {
     const labels = { host: formatHostPort(endpoint), target_node: endpoint.node };
     return {
       key: `${labels.host}|${labels.target_node}`,
+      title: endpoint.node ? `${labels.host} (${endpoint.node})` : labels.host,
       labels,
       probe: (signal) => probeTcp(endpoint, this.#dialOptions ?? this.#probeOptions, signal),
     };

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { describeError } from "../exporter/errors.ts";
+import { describeError } from "../lib/errors.ts";
 
 /** True when the signal aborted because its deadline passed. */
 export function isDeadline(signal: AbortSignal): boolean {

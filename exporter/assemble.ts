@@ -29,7 +29,7 @@ export function assemble(settings: CommonSettings): Assembly {
   const discovery = settings.discovery && network
     ? new Discovery(settings.discovery, {
       network,
-      metrics: createDiscoveryMetrics(metrics),
+      metrics: createDiscoveryMetrics(metrics.registry),
       logger: logger("k8s"),
     })
     : undefined;

@@ -7,7 +7,7 @@
 
 import type { TargetStatus } from "../collectors/collector.ts";
 import type { CommonSettings } from "./cli.ts";
-import { describeError } from "./errors.ts";
+import { describeError } from "../lib/errors.ts";
 import { formatSeconds } from "./http.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
@@ -23,20 +23,11 @@ export interface CheckRow {
   readonly labels: Readonly<Record<string, string>>;
 }
 
-function describeTarget(status: TargetStatus): string {
-  const { labels } = status;
-  if (status.collector === "dns") {
-    const via = labels.protocol === "system" ? "system" : `${labels.server}/${labels.protocol}`;
-    return `${labels.host} ${labels.record_type} via ${via}`;
-  }
-  return labels.target_node ? `${labels.host} (${labels.target_node})` : `${labels.host}`;
-}
-
 /** Turns statuses into printable rows. */
 export function checkRows(statuses: readonly TargetStatus[]): CheckRow[] {
   return statuses.map((status) => ({
     collector: status.collector,
-    target: describeTarget(status),
+    target: status.title,
     result: status.state === "up" ? "ok" : "failed",
     latency_seconds: status.seconds ?? null,
     reason: status.reason ?? (status.state === "pending" ? "not probed" : ""),

@@ -4,21 +4,23 @@
  * @module
  */
 
-import { Command, CommanderError, Option } from "commander";
-import type { CollectorContext } from "../collectors/collector.ts";
-import type { Collector } from "../collectors/collector.ts";
-import { COLLECTORS } from "../collectors/mod.ts";
-import { configureDiscovery, discoveryFlags, type DiscoverySettings } from "../k8s/discovery.ts";
-import { type HostPort, parseHostPort } from "./address.ts";
+import { Command, CommanderError } from "commander";
+import { COLLECTORS, type ConfiguredCollector } from "../collectors/mod.ts";
+import {
+  configureDiscovery,
+  DISCOVERY_FLAGS,
+  DISCOVERY_MODE,
+  type DiscoverySettings,
+} from "../k8s/discovery.ts";
+import { type HostPort, parseHostPort } from "../lib/address.ts";
 import {
   choiceFlag,
+  type Flag,
   FlagError,
-  type FlagValues,
   integerFlag,
-  switchFlags,
-  switchFromEnv,
+  readFlags,
   valueFlag,
-} from "./flags.ts";
+} from "../lib/flags.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogSettings } from "./log.ts";
 import { VERSION } from "./metrics.ts";
 
@@ -26,15 +28,13 @@ import { VERSION } from "./metrics.ts";
 export interface CommonSettings {
   readonly log: LogSettings;
   /** Enabled collectors, checked and ready to build. */
-  readonly collectors: ReadonlyArray<
-    { name: string; create: (context: CollectorContext) => Collector }
-  >;
+  readonly collectors: readonly ConfiguredCollector[];
   /** Every flag's effective value, for the status page. */
   readonly flags: ReadonlyArray<readonly [string, string]>;
-  /** Values of every flag. */
-  readonly values: FlagValues;
   /** Kubernetes discovery, when on (or auto with a configuration at hand). */
   readonly discovery: DiscoverySettings | undefined;
+  /** Discovery is on auto and found no configuration: only static targets are probed. */
+  readonly staticTargetsOnly: boolean;
 }
 
 /** What the command line asked for. */
@@ -75,65 +75,70 @@ function parsePath(text: string): string {
   return text;
 }
 
-function commonFlags(): Option[] {
-  return [
-    ...COLLECTORS.flatMap((collector) =>
-      switchFlags(
-        `collector.${collector.name}`,
-        `Run the ${collector.name} collector: ${collector.description}`,
-      )
-    ),
-    ...COLLECTORS.flatMap((collector) => collector.flags()),
-    ...discoveryFlags(),
-    choiceFlag("log.level", "Least severe level logged", "info", LOG_LEVELS),
-    choiceFlag("log.format", "Log line format", "json", LOG_FORMATS),
-  ];
-}
+const LOG_LEVEL = choiceFlag("log.level", "Least severe level logged", "info", LOG_LEVELS);
+const LOG_FORMAT = choiceFlag("log.format", "Log line format", "json", LOG_FORMATS);
+const LISTEN_ADDRESS = valueFlag(
+  "web.listen-address",
+  "[host]:port",
+  "Address to serve HTTP on",
+  ":8000",
+  parseListenAddress,
+);
+const MAX_CONNECTIONS = integerFlag(
+  "web.max-connections",
+  "HTTP connections held at once; a new one displaces the one idle longest",
+  64,
+);
+const TELEMETRY_PATH = valueFlag(
+  "web.telemetry-path",
+  "path",
+  "Path of the metrics endpoint",
+  "/metrics",
+  parsePath,
+);
+const OUTPUT = choiceFlag("output", "Result format", "table", ["table", "json"] as const);
+
+/** The flags `serve` and `check` share, in the order of help and the status page. */
+const COMMON_FLAGS: readonly Flag<unknown>[] = [
+  ...COLLECTORS.map((collector) => collector.enabled),
+  ...COLLECTORS.flatMap((collector) => collector.flags),
+  ...DISCOVERY_FLAGS,
+  LOG_LEVEL,
+  LOG_FORMAT,
+];
+const SERVE_FLAGS: readonly Flag<unknown>[] = [
+  ...COMMON_FLAGS,
+  LISTEN_ADDRESS,
+  MAX_CONNECTIONS,
+  TELEMETRY_PATH,
+];
+const CHECK_FLAGS: readonly Flag<unknown>[] = [...COMMON_FLAGS, OUTPUT];
 
 async function settingsOf(
   command: Command,
+  flags: readonly Flag<unknown>[],
   env: (name: string) => string | undefined,
-): Promise<CommonSettings> {
-  const values = new Map<string, unknown>();
-  const flags: Array<readonly [string, string]> = [];
-  for (const option of command.options) {
-    const name = option.long!.replace(/^--(no-)?/, "");
-    if (option.negate) continue;
-    let value = command.getOptionValue(option.attributeName());
-    if (option.isBoolean() && command.getOptionValueSource(option.attributeName()) === "default") {
-      value = switchFromEnv(name, env) ?? value;
-    }
-    values.set(name, value);
-    flags.push([name, displayValue(value)]);
-  }
+) {
+  const values = readFlags(command, flags, env);
   const collectors = COLLECTORS
-    .filter((collector) => values.get(`collector.${collector.name}`) === true)
-    .map((collector) => ({ name: collector.name, create: collector.configure(values) }));
-  const networkOn = values.get("collector.network") === true;
-  if (!networkOn && values.get("k8s.discovery") === "on") {
+    .filter((collector) => collector.enabled.read(values))
+    .map((collector) => collector.configure(values));
+  const networkOn = collectors.some((collector) => collector.name === "network");
+  const mode = DISCOVERY_MODE.read(values);
+  if (!networkOn && mode === "on") {
     throw new FlagError(
       "Cannot discover peers: current --k8s.discovery=on, but the network collector is off",
     );
   }
-  return {
-    log: {
-      level: values.get("log.level") as LogSettings["level"],
-      format: values.get("log.format") as LogSettings["format"],
-    },
+  const discovery = networkOn ? await configureDiscovery(values, env) : undefined;
+  const settings: CommonSettings = {
+    log: { level: LOG_LEVEL.read(values), format: LOG_FORMAT.read(values) },
     collectors,
-    flags,
-    values,
-    discovery: networkOn ? await configureDiscovery(values, env) : undefined,
+    flags: values.shown,
+    discovery,
+    staticTargetsOnly: networkOn && mode === "auto" && discovery === undefined,
   };
-}
-
-function displayValue(value: unknown): string {
-  if (Array.isArray(value)) return value.map(displayValue).join(",");
-  if (value !== null && typeof value === "object" && "hostname" in value && "port" in value) {
-    const { hostname, port } = value as HostPort;
-    return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-  }
-  return String(value);
+  return { values, settings };
 }
 
 /**
@@ -153,8 +158,8 @@ export async function parseCommandLine(
     .configureOutput({ writeOut: output.writeOut, writeErr: output.writeErr })
     .showSuggestionAfterError(true);
 
-  const withFlags = (command: Command) => {
-    for (const option of commonFlags()) command.addOption(option);
+  const withFlags = (command: Command, flags: readonly Flag<unknown>[]) => {
+    for (const flag of flags) for (const option of flag.options) command.addOption(option);
     return command;
   };
 
@@ -162,55 +167,27 @@ export async function parseCommandLine(
     program.command("serve", { isDefault: true }).description(
       "Probe in the background and serve metrics",
     ),
-  )
-    .addOption(
-      valueFlag(
-        "web.listen-address",
-        "[host]:port",
-        "Address to serve HTTP on",
-        ":8000",
-        parseListenAddress,
-      ),
-    )
-    .addOption(
-      integerFlag(
-        "web.max-connections",
-        "HTTP connections held at once; a new one displaces the one idle longest",
-        64,
-      ),
-    )
-    .addOption(
-      valueFlag(
-        "web.telemetry-path",
-        "path",
-        "Path of the metrics endpoint",
-        "/metrics",
-        parsePath,
-      ),
-    )
-    .action(async (_options, command: Command) => {
-      invocation = {
-        command: "serve",
-        settings: await settingsOf(command, env),
-        listen: command.getOptionValue("web.listenAddress") as HostPort,
-        telemetryPath: command.getOptionValue("web.telemetryPath") as string,
-        maxConnections: command.getOptionValue("web.maxConnections") as number,
-      };
-    });
+    SERVE_FLAGS,
+  ).action(async (_options, command: Command) => {
+    const { values, settings } = await settingsOf(command, SERVE_FLAGS, env);
+    invocation = {
+      command: "serve",
+      settings,
+      listen: LISTEN_ADDRESS.read(values),
+      telemetryPath: TELEMETRY_PATH.read(values),
+      maxConnections: MAX_CONNECTIONS.read(values),
+    };
+  });
 
   withFlags(
     program.command("check").description(
       "Probe every target once, print the results, exit 1 if any failed",
     ),
-  )
-    .addOption(choiceFlag("output", "Result format", "table", ["table", "json"] as const))
-    .action(async (_options, command: Command) => {
-      invocation = {
-        command: "check",
-        settings: await settingsOf(command, env),
-        output: command.getOptionValue("output") as "table" | "json",
-      };
-    });
+    CHECK_FLAGS,
+  ).action(async (_options, command: Command) => {
+    const { values, settings } = await settingsOf(command, CHECK_FLAGS, env);
+    invocation = { command: "check", settings, output: OUTPUT.read(values) };
+  });
 
   program.command("version").description("Print the version").action(() => {
     invocation = { command: "version" };

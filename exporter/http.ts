@@ -7,20 +7,12 @@
 
 import type client from "prom-client";
 import type { TargetStatus } from "../collectors/collector.ts";
-import type { DiscoveryHealth } from "../k8s/discovery.ts";
+import type { DiscoveryHealth, PeerView } from "../k8s/discovery.ts";
 import { VERSION } from "./metrics.ts";
-import { Semaphore } from "./semaphore.ts";
+import { Semaphore } from "../lib/semaphore.ts";
 
 /** A signal that never aborts: a scrape waiting for a render is bounded by the waiting line. */
 const NEVER = new AbortController().signal;
-
-/** A discovered peer as the status page lists it. */
-export interface PeerView {
-  readonly name: string;
-  readonly node: string;
-  readonly addresses: readonly string[];
-  readonly selected: boolean;
-}
 
 /** What the status page shows. */
 export interface StatusView {
@@ -125,20 +117,10 @@ export function formatSeconds(seconds: number | undefined): string {
   return seconds === undefined ? "" : `${(seconds * 1000).toFixed(3)} ms`;
 }
 
-function targetName(status: TargetStatus): string {
-  const { labels } = status;
-  if (status.collector === "dns") {
-    return `${labels.host} ${labels.record_type} @ ${labels.server}${
-      labels.protocol === "system" ? "" : `/${labels.protocol}`
-    }`;
-  }
-  return labels.target_node ? `${labels.host} (${labels.target_node})` : `${labels.host}`;
-}
-
 function renderPage(view: StatusView, telemetryPath: string): string {
   const rows = view.targets.map((status) =>
     `<tr class="${status.state}"><td>${escape(status.collector)}</td><td>${
-      escape(targetName(status))
+      escape(status.title)
     }</td>` +
     `<td>${status.state}</td><td>${formatSeconds(status.seconds)}</td>` +
     `<td>${escape(status.reason ?? "")}</td><td>${escape(status.message ?? "")}</td>` +

@@ -7,17 +7,14 @@
 
 import process from "node:process";
 import client from "prom-client";
+import type { SharedMetrics } from "../collectors/collector.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 /** Version of this build, from deno.json. */
 export const VERSION: string = denoJson.version;
 
-/** Metrics every collector shares: how many targets it has and how often it ran late. */
-export interface ExporterMetrics {
-  readonly registry: client.Registry;
-  readonly targets: client.Gauge<"collector">;
-  readonly probesLate: client.Counter<"collector">;
-}
+/** The exporter's registry with the metrics every collector shares. */
+export type ExporterMetrics = SharedMetrics;
 
 /** Creates a registry holding the exporter's own metrics. */
 export function createExporterMetrics(): ExporterMetrics {
@@ -76,25 +73,3 @@ export function createExporterMetrics(): ExporterMetrics {
   });
   return { registry, targets, probesLate };
 }
-
-/**
- * Latency buckets from 0.5 ms to 8 s on a 1-2.5-5 scale, so thresholds people
- * alert on (10 ms, 100 ms, 250 ms, 500 ms, 1 s) are bucket edges, and TCP's
- * SYN retransmits (≈1 s, ≈3 s) land in buckets of their own.
- */
-export const DEFAULT_BUCKETS: readonly number[] = [
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  8,
-];

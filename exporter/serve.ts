@@ -4,12 +4,12 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "./address.ts";
+import { formatHostPort, type HostPort } from "../lib/address.ts";
 import type { CommonSettings } from "./cli.ts";
 import type { Logger } from "@logtape/logtape";
-import { describeError } from "./errors.ts";
+import { describeError } from "../lib/errors.ts";
 import { createHandler } from "./http.ts";
-import { type HttpServer, type HttpServerOptions, serveHttp } from "./http_server.ts";
+import { type HttpServer, type HttpServerOptions, serveHttp } from "../lib/http_server.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
 import { VERSION } from "./metrics.ts";
@@ -73,8 +73,7 @@ export async function serve(options: ServeOptions): Promise<number> {
     await Promise.all(collectors.map((collector) => collector.stop()));
     return 1;
   }
-  const networkOn = options.settings.values.get("collector.network") === true;
-  if (networkOn && !discovery && options.settings.values.get("k8s.discovery") === "auto") {
+  if (options.settings.staticTargetsOnly) {
     log.info("No Kubernetes configuration found: probing static targets only");
   }
   warnIfFewDescriptors(options, log);
@@ -136,10 +135,8 @@ function warnIfFewDescriptors(options: ServeOptions, log: Logger): void {
     return; // not Linux, or not permitted: nothing to compare with
   }
   const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1]);
-  const { values } = options.settings;
   const wanted = options.maxConnections + DESCRIPTORS_BESIDES_HTTP +
-    (values.get("collector.network") ? values.get("network.concurrency") as number : 0) +
-    (values.get("collector.dns") ? values.get("dns.concurrency") as number : 0);
+    options.settings.collectors.reduce((sum, collector) => sum + collector.concurrency, 0);
   if (soft > 0 && soft < wanted) {
     log.warn(
       `The open-file limit is ${soft}, below the ${wanted} this configuration may hold at once; ` +

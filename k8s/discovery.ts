@@ -9,22 +9,19 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { type Option } from "commander";
 import { isIP } from "node:net";
 import client from "prom-client";
-import type { NetworkCollector, NetworkEndpoint } from "../collectors/network.ts";
+import { formatDuration } from "../lib/duration.ts";
+import { describeError } from "../lib/errors.ts";
 import {
   choiceFlag,
   durationFlag,
+  type Flag,
   FlagError,
   type FlagValues,
   integerFlag,
   valueFlag,
-} from "../exporter/flags.ts";
-import type { PeerView } from "../exporter/http.ts";
-import { formatDuration } from "../exporter/duration.ts";
-import { describeError } from "../exporter/errors.ts";
-import type { ExporterMetrics } from "../exporter/metrics.ts";
+} from "../lib/flags.ts";
 import {
   type ApiClient,
   type ClusterConfig,
@@ -37,6 +34,29 @@ import { isLoopback, isPeer, type PodRecord, unicastAddress } from "./pods.ts";
 import { PodWatcher, type WatcherOptions } from "./watcher.ts";
 
 const DISCOVERY_MODES = ["auto", "on", "off"] as const;
+
+/** A peer endpoint to dial: an IP, the port, and the peer's node. */
+export interface Peer {
+  readonly hostname: string;
+  readonly port: number;
+  readonly node: string;
+}
+
+/** What discovery needs from the collector it feeds (the network collector). */
+export interface PeerSink {
+  /** Replaces the discovered peers. */
+  setPeers(peers: readonly Peer[]): void;
+  /** Counts a failure of discovery where the collector counts its own (`network_error_total`). */
+  countInternalError(): void;
+}
+
+/** A discovered peer as the status page lists it. */
+export interface PeerView {
+  readonly name: string;
+  readonly node: string;
+  readonly addresses: readonly string[];
+  readonly selected: boolean;
+}
 
 /** Who this pod is, from the downward API (never from dialling out). */
 export interface Identity {
@@ -59,55 +79,64 @@ export interface DiscoverySettings {
 
 const LABEL_SELECTOR = /^[A-Za-z0-9_./!=,() -]+$/;
 
+/** `--k8s.discovery`: on, off, or auto. */
+export const DISCOVERY_MODE = choiceFlag(
+  "k8s.discovery",
+  "Find peers through the Kubernetes API: on, off, or auto (on when a kubeconfig or in-cluster configuration exists)",
+  "auto",
+  DISCOVERY_MODES,
+);
+const KUBECONFIG = valueFlag(
+  "k8s.kubeconfig",
+  "path",
+  "Kubeconfig to use; empty: $KUBECONFIG, else in-cluster",
+  "",
+  (text) => text,
+);
+const NAMESPACE = valueFlag(
+  "k8s.namespace",
+  "namespace",
+  "Namespace of the peer pods; empty: $POD_NAMESPACE, else the service account's namespace",
+  "",
+  (text) => text,
+);
+const SELECTOR = valueFlag(
+  "k8s.label-selector",
+  "selector",
+  "Label selector of the peer pods",
+  "app.kubernetes.io/name=net-exporter",
+  (text) => {
+    if (!LABEL_SELECTOR.test(text)) {
+      throw new RangeError(`Cannot use label selector: current value is "${text}"`);
+    }
+    return text;
+  },
+);
+const REQUEST_TIMEOUT = durationFlag(
+  "k8s.request-timeout",
+  "Deadline of each list page and of a watch's answer from the API server",
+  "30s",
+);
+const PEER_PORT = integerFlag("network.port", "TCP port to dial on discovered peers", 8000, {
+  max: 65535,
+});
+const MAX_PEERS = integerFlag(
+  "network.max-peers",
+  "Peers each pod probes (neighbours on a ring of node names); 0: every peer",
+  10,
+  { allowZero: true },
+);
+
 /** Discovery's flags. */
-export function discoveryFlags(): Option[] {
-  return [
-    choiceFlag(
-      "k8s.discovery",
-      "Find peers through the Kubernetes API: on, off, or auto (on when a kubeconfig or in-cluster configuration exists)",
-      "auto",
-      DISCOVERY_MODES,
-    ),
-    valueFlag(
-      "k8s.kubeconfig",
-      "path",
-      "Kubeconfig to use; empty: $KUBECONFIG, else in-cluster",
-      "",
-      (text) => text,
-    ),
-    valueFlag(
-      "k8s.namespace",
-      "namespace",
-      "Namespace of the peer pods; empty: $POD_NAMESPACE, else the service account's namespace",
-      "",
-      (text) => text,
-    ),
-    valueFlag(
-      "k8s.label-selector",
-      "selector",
-      "Label selector of the peer pods",
-      "app.kubernetes.io/name=net-exporter",
-      (text) => {
-        if (!LABEL_SELECTOR.test(text)) {
-          throw new RangeError(`Cannot use label selector: current value is "${text}"`);
-        }
-        return text;
-      },
-    ),
-    durationFlag(
-      "k8s.request-timeout",
-      "Deadline of each list page and of a watch's answer from the API server",
-      "30s",
-    ),
-    integerFlag("network.port", "TCP port to dial on discovered peers", 8000),
-    integerFlag(
-      "network.max-peers",
-      "Peers each pod probes (neighbours on a ring of node names); 0: every peer",
-      10,
-      { allowZero: true },
-    ),
-  ];
-}
+export const DISCOVERY_FLAGS: readonly Flag<unknown>[] = [
+  DISCOVERY_MODE,
+  KUBECONFIG,
+  NAMESPACE,
+  SELECTOR,
+  REQUEST_TIMEOUT,
+  PEER_PORT,
+  MAX_PEERS,
+];
 
 /**
  * Decides whether discovery runs and with what; `undefined` when it is off
@@ -119,18 +148,14 @@ export async function configureDiscovery(
   env: (name: string) => string | undefined,
   readFile: (path: string) => string | undefined = readFileOrUndefined,
 ): Promise<DiscoverySettings | undefined> {
-  const mode = values.get("k8s.discovery") as typeof DISCOVERY_MODES[number];
+  const mode = DISCOVERY_MODE.read(values);
   if (mode === "off") return undefined;
-  const peerPort = values.get("network.port") as number;
-  if (peerPort > 65535) {
-    throw new FlagError(`Cannot dial peers: current --network.port=${peerPort} is above 65535`);
-  }
-  const kubeconfig = (values.get("k8s.kubeconfig") as string) || env("KUBECONFIG") || undefined;
+  const kubeconfig = KUBECONFIG.read(values) || env("KUBECONFIG") || undefined;
   let cluster: ClusterConfig | undefined;
   try {
     cluster = await loadClusterConfig(kubeconfig, env);
   } catch (error) {
-    throw new FlagError((error as Error).message);
+    throw new FlagError(error instanceof Error ? error.message : String(error));
   }
   if (!cluster) {
     if (mode === "on") {
@@ -141,7 +166,7 @@ export async function configureDiscovery(
     }
     return undefined;
   }
-  const namespace = (values.get("k8s.namespace") as string) || env("POD_NAMESPACE") ||
+  const namespace = NAMESPACE.read(values) || env("POD_NAMESPACE") ||
     readFile(`${SERVICE_ACCOUNT_DIR}/namespace`)?.trim() || cluster.namespace;
   if (!namespace) {
     throw new FlagError(
@@ -162,10 +187,10 @@ export async function configureDiscovery(
   return {
     cluster,
     namespace,
-    labelSelector: values.get("k8s.label-selector") as string,
-    port: peerPort,
-    maxPeers: values.get("network.max-peers") as number,
-    requestTimeoutMs: values.get("k8s.request-timeout") as number,
+    labelSelector: SELECTOR.read(values),
+    port: PEER_PORT.read(values),
+    maxPeers: MAX_PEERS.read(values),
+    requestTimeoutMs: REQUEST_TIMEOUT.read(values),
     identity: {
       podName: env("POD_NAME") || undefined,
       podIPs: ownIPs,
@@ -219,7 +244,7 @@ export function selectPeers(
 }
 
 /** The endpoints to dial for the selected peers: every IP of every selected pod. */
-export function peerEndpoints(selected: readonly PodRecord[], port: number): NetworkEndpoint[] {
+export function peerEndpoints(selected: readonly PodRecord[], port: number): Peer[] {
   return selected.flatMap((pod) => pod.ips.map((ip) => ({ hostname: ip, port, node: pod.node })));
 }
 
@@ -230,9 +255,9 @@ export interface DiscoveryMetrics {
   readonly requests: client.Counter<"verb" | "code">;
 }
 
-/** Registers discovery's metrics. */
-export function createDiscoveryMetrics(metrics: ExporterMetrics): DiscoveryMetrics {
-  const registers = [metrics.registry];
+/** Registers discovery's metrics in `registry`. */
+export function createDiscoveryMetrics(registry: client.Registry): DiscoveryMetrics {
+  const registers = [registry];
   const peers = new client.Gauge({
     name: "net_exporter_peers",
     help:
@@ -272,7 +297,7 @@ export interface DiscoveryHealth {
 
 /** What a running discovery needs. */
 export interface DiscoveryContext {
-  readonly network: NetworkCollector;
+  readonly network: PeerSink;
   readonly metrics: DiscoveryMetrics;
   readonly logger: Logger;
   readonly client?: ApiClient;

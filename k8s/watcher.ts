@@ -19,8 +19,8 @@
  * @module
  */
 
-import { type Clock, deadline, systemClock } from "../exporter/clock.ts";
-import { formatDuration } from "../exporter/duration.ts";
+import { type Clock, deadline, systemClock } from "../lib/clock.ts";
+import { formatDuration } from "../lib/duration.ts";
 import type { ApiClient } from "./client.ts";
 import { type PodObject, type PodRecord, toPodRecord } from "./pods.ts";
 

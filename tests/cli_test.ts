@@ -1,6 +1,6 @@
 import { type Invocation, parseCommandLine } from "../exporter/cli.ts";
-import { parseDuration } from "../exporter/duration.ts";
-import { parseHostPort } from "../exporter/address.ts";
+import { parseDuration } from "../lib/duration.ts";
+import { parseHostPort } from "../lib/address.ts";
 import { assert } from "./helpers/assert.ts";
 import { runProgram } from "./helpers/exporter_process.ts";
 
@@ -22,9 +22,10 @@ async function parse(argv: string[], env: Record<string, string> = {}) {
   }
 }
 
-function values(invocation: Invocation): ReadonlyMap<string, unknown> {
+/** Every flag's value as the status page shows it. */
+function values(invocation: Invocation): ReadonlyMap<string, string> {
   assert.ok(invocation.command === "serve" || invocation.command === "check");
-  return invocation.settings.values;
+  return new Map(invocation.settings.flags);
 }
 
 Deno.test("cli: defaults of serve", async () => {
@@ -34,14 +35,14 @@ Deno.test("cli: defaults of serve", async () => {
   assert.deepEqual(invocation.listen, { hostname: "::", port: 8000 });
   assert.equal(invocation.telemetryPath, "/metrics");
   const flags = values(invocation);
-  assert.deepEqual(flags.get("dns.hosts"), ["kubernetes.default.svc.cluster.local."]);
-  assert.deepEqual(flags.get("dns.servers"), []);
-  assert.deepEqual(flags.get("dns.record-types"), ["A"]);
-  assert.deepEqual(flags.get("dns.protocols"), ["udp"]);
-  assert.equal(flags.get("dns.interval"), 15_000);
-  assert.equal(flags.get("dns.timeout"), 2_000);
-  assert.equal(flags.get("network.interval"), 15_000);
-  assert.equal(flags.get("network.timeout"), 5_000);
+  assert.equal(flags.get("dns.hosts"), "kubernetes.default.svc.cluster.local.");
+  assert.equal(flags.get("dns.servers"), "");
+  assert.equal(flags.get("dns.record-types"), "A");
+  assert.equal(flags.get("dns.protocols"), "udp");
+  assert.equal(flags.get("dns.interval"), "15s");
+  assert.equal(flags.get("dns.timeout"), "2s");
+  assert.equal(flags.get("network.interval"), "15s");
+  assert.equal(flags.get("network.timeout"), "5s");
   assert.deepEqual(invocation.settings.log, { level: "info", format: "json" });
   assert.deepEqual(invocation.settings.collectors.map((collector) => collector.name), [
     "dns",
@@ -66,17 +67,11 @@ Deno.test("cli: flags, the environment, and a flag beating the environment", asy
     },
   );
   const flags = values(invocation);
-  assert.deepEqual(flags.get("dns.servers"), [{ hostname: "127.0.0.1", port: 5353 }, {
-    hostname: "::1",
-    port: 53,
-  }]);
-  assert.deepEqual(flags.get("network.targets"), [{ hostname: "10.0.0.5", port: 8000 }, {
-    hostname: "fd00::1",
-    port: 8000,
-  }]);
-  assert.equal(flags.get("dns.interval"), 60_000);
-  assert.equal(flags.get("network.interval"), 2_000);
-  assert.equal(flags.get("network.timeout"), 500);
+  assert.equal(flags.get("dns.servers"), "127.0.0.1:5353,[::1]:53");
+  assert.equal(flags.get("network.targets"), "10.0.0.5:8000,[fd00::1]:8000");
+  assert.equal(flags.get("dns.interval"), "1m");
+  assert.equal(flags.get("network.interval"), "2s");
+  assert.equal(flags.get("network.timeout"), "500ms");
   assert.ok(invocation.command === "serve");
   assert.deepEqual(invocation.settings.collectors.map((collector) => collector.name), ["network"]);
 });

@@ -2,7 +2,8 @@ import { getLogger } from "@logtape/logtape";
 import client from "prom-client";
 import { ProbeCollector, type ProbeOutcome, type ProbeTarget } from "../collectors/collector.ts";
 import { DIAL_THREAD_ABOVE, NetworkCollector } from "../collectors/network.ts";
-import { createExporterMetrics, DEFAULT_BUCKETS } from "../exporter/metrics.ts";
+import { createExporterMetrics } from "../exporter/metrics.ts";
+import { DEFAULT_BUCKETS } from "../collectors/pacing.ts";
 import { assert } from "./helpers/assert.ts";
 import { createFakeClock } from "./helpers/fake_clock.ts";
 import { Exposition } from "./helpers/metrics.ts";
@@ -175,6 +176,7 @@ Deno.test("collector: a result that lands after its target left is not recorded"
   );
   const target: ProbeTarget = {
     key: "a",
+    title: "a",
     labels: { host: "a" },
     // Ignores the removal signal on purpose, like a probe that returns just as it is removed.
     probe: () => new Promise((resolve) => (finish = resolve)),

@@ -4,7 +4,7 @@
  * descriptors, and a SIGTERM in the middle of hundreds of requests.
  */
 
-import { HttpServer } from "../exporter/http_server.ts";
+import { HttpServer } from "../lib/http_server.ts";
 import { assert } from "./helpers/assert.ts";
 import { START_FLAGS, startExporter, waitFor } from "./helpers/exporter_process.ts";
 import { requires } from "./helpers/requirements.ts";

@@ -1,7 +1,8 @@
 import { getLogger } from "@logtape/logtape";
 import { NetworkCollector } from "../collectors/network.ts";
 import { createHandler } from "../exporter/http.ts";
-import { createExporterMetrics, DEFAULT_BUCKETS } from "../exporter/metrics.ts";
+import { createExporterMetrics } from "../exporter/metrics.ts";
+import { DEFAULT_BUCKETS } from "../collectors/pacing.ts";
 import { assert } from "./helpers/assert.ts";
 import { createFakeClock } from "./helpers/fake_clock.ts";
 import { Exposition } from "./helpers/metrics.ts";

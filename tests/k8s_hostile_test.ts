@@ -10,7 +10,8 @@ import { NetworkCollector } from "../collectors/network.ts";
 import type { ApiClient } from "../k8s/client.ts";
 import { createDiscoveryMetrics, Discovery } from "../k8s/discovery.ts";
 import { PodWatcher, type WatcherOptions } from "../k8s/watcher.ts";
-import { createExporterMetrics, DEFAULT_BUCKETS } from "../exporter/metrics.ts";
+import { createExporterMetrics } from "../exporter/metrics.ts";
+import { DEFAULT_BUCKETS } from "../collectors/pacing.ts";
 import { assert } from "./helpers/assert.ts";
 import { waitFor } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
@@ -266,7 +267,7 @@ Deno.test("discovery: an outage is one warning with its cause, another kind of f
     },
     {
       network,
-      metrics: createDiscoveryMetrics(metrics),
+      metrics: createDiscoveryMetrics(metrics.registry),
       logger,
       client,
       watcher: { backoffInitialMs: 20, backoffMaxMs: 40 },

@@ -53,7 +53,7 @@ Deno.test("readme: the metrics table lists exactly the metrics the exporter serv
     await built.stop();
   }
   assert.equal(invocation.settings.collectors.length, COLLECTORS.length);
-  createDiscoveryMetrics(metrics);
+  createDiscoveryMetrics(metrics.registry);
   const served = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
   assert.deepEqual([...documented].sort(), [...served].sort());
 });

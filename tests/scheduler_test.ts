@@ -1,4 +1,4 @@
-import { type Job, LATE_START_TOLERANCE_MS, Scheduler } from "../exporter/scheduler.ts";
+import { type Job, LATE_START_TOLERANCE_MS, Scheduler } from "../lib/scheduler.ts";
 import { assert } from "./helpers/assert.ts";
 import { createFakeClock, seededRandom } from "./helpers/fake_clock.ts";
 

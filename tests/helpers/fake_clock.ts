@@ -5,7 +5,7 @@
  */
 
 import FakeTimers from "@sinonjs/fake-timers";
-import type { Clock } from "../../exporter/clock.ts";
+import type { Clock } from "../../lib/clock.ts";
 
 /** A fake clock for the scheduler, advanced by the test. */
 export interface FakeClock extends Clock {
