@@ -1,4 +1,7 @@
-/** The README's flag and metric tables match the code. */
+/**
+ * The README's flag and metric tables, and the chart README's values table,
+ * match the code; the README stays a five-minute read and its links resolve.
+ */
 
 import { getLogger } from "@logtape/logtape";
 import { parseCommandLine } from "../exporter/cli.ts";
@@ -9,10 +12,11 @@ import { parse } from "yaml";
 import { assert } from "./helpers/assert.ts";
 
 const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+const chartReadme = await Deno.readTextFile(new URL("../chart/README.md", import.meta.url));
 
-function section(name: string): string {
-  const match = new RegExp(`<!-- ${name}:start -->([\\s\\S]*?)<!-- ${name}:end -->`).exec(readme);
-  assert.ok(match, `README has a ${name} table`);
+function section(name: string, text = readme): string {
+  const match = new RegExp(`<!-- ${name}:start -->([\\s\\S]*?)<!-- ${name}:end -->`).exec(text);
+  assert.ok(match, `has a ${name} table`);
   return match[1]!;
 }
 
@@ -69,7 +73,7 @@ Deno.test("readme: the chart values table lists exactly the values the schema al
       // deno-lint-ignore no-explicit-any
       (child as any).properties ? leaves(child, `${prefix}${key}.`) : [`${prefix}${key}`]
     );
-  const rows = section("values").split("\n").filter((line) => line.startsWith("| `"))
+  const rows = section("values", chartReadme).split("\n").filter((line) => line.startsWith("| `"))
     .map((line) => /^\|\s*`([^`]+)`\s*\|\s*`([^`]*)`\s*\|/.exec(line)!);
   assert.deepEqual(rows.map((row) => row[1]).sort(), leaves(schema, "").sort());
   for (const [, path, documented] of rows) {
@@ -79,5 +83,22 @@ Deno.test("readme: the chart values table lists exactly the values the schema al
       ? (actual === "" ? '""' : actual)
       : JSON.stringify(actual).replaceAll(",", ", ").replaceAll(":", ": ");
     assert.equal(documented, shown, path!);
+  }
+});
+
+Deno.test("readme: at most 25 KB, and every relative link of the documents names a file that exists", async () => {
+  assert.ok(readme.length <= 25 * 1024, `README is ${readme.length} bytes`);
+  const documents = ["README.md", "chart/README.md", "CONTRIBUTING.md"];
+  for await (const entry of Deno.readDir(new URL("../docs/", import.meta.url))) {
+    if (entry.name.endsWith(".md")) documents.push(`docs/${entry.name}`);
+  }
+  for (const file of documents) {
+    const text = await Deno.readTextFile(new URL(`../${file}`, import.meta.url));
+    const base = new URL(`../${file}`, import.meta.url);
+    for (const [, target] of text.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
+      if (/^[a-z]+:/.test(target!)) continue;
+      const stat = await Deno.stat(new URL(target!, base)).catch(() => undefined);
+      assert.ok(stat, `${file} links to ${target}, which does not exist`);
+    }
   }
 });

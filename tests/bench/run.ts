@@ -10,6 +10,7 @@
 import { startExporter, waitFor } from "../helpers/exporter_process.ts";
 import { Exposition } from "../helpers/metrics.ts";
 import { processUsage } from "../helpers/proc.ts";
+import { rewriteDocsBlock } from "../helpers/docs.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
 const WARM_UP_MS = 5_000;
@@ -165,19 +166,28 @@ for (const size of sizes) {
   rows.push(row);
   console.error(JSON.stringify(row));
 }
-console.log(
+const lines = [
   `| targets | RSS (MiB) | peak RSS (MiB) | /metrics median (ms) | /metrics p90 (ms) | /metrics size (bytes) | probes in ${
     WINDOW_MS / 1000
   } s | per target min–max | CPU s / 1,000 probes | late starts | handshakes > 5 ms, steady / busy scraper | busy scrapes/s |`,
-);
-console.log("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-for (const row of rows) {
-  console.log(
-    `| ${row.targets} | ${row.rssMiB} | ${row.peakRssMiB} | ${row.scrapeMsMedian} | ${row.scrapeMsP90} | ${row.metricsBytes} | ${row.probesInWindow} | ${row.probesPerTargetMin}–${row.probesPerTargetMax} | ${row.cpuSecondsPer1000Probes} | ${row.delayedInWindow} | ${row.over5msQuietPercent}% / ${row.over5msBusyPercent}% | ${row.busyScrapesPerSecond} |`,
-  );
-}
+  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ...rows.map((row) =>
+    `| ${row.targets} | ${row.rssMiB} | ${row.peakRssMiB} | ${row.scrapeMsMedian} | ${row.scrapeMsP90} | ${row.metricsBytes} | ${row.probesInWindow} | ${row.probesPerTargetMin}–${row.probesPerTargetMax} | ${row.cpuSecondsPer1000Probes} | ${row.delayedInWindow} | ${row.over5msQuietPercent}% / ${row.over5msBusyPercent}% | ${row.busyScrapesPerSecond} |`
+  ),
+];
+console.log(lines.join("\n"));
 console.log(
   "\n```json\n" +
     JSON.stringify({ date: new Date().toISOString(), deno: Deno.version.deno, rows }, null, 2) +
     "\n```",
 );
+// A partial run (sizes given) prints its figures but leaves the document's full table alone.
+if (Deno.args.length === 0) {
+  const written = await rewriteDocsBlock(
+    "benchmark.md",
+    "bench",
+    "deno task bench",
+    lines.join("\n"),
+  );
+  console.error(`wrote ${written}`);
+}
