@@ -325,23 +325,23 @@ Deno.test({
     "chart: the schema rejects wrong types and unknown keys; the rule rejects a threshold no bucket can express",
   ignore: !requires("chart: schema", HELM),
   async fn() {
-    const cases: Array<[string[], RegExp]> = [
-      [["--set", "port=http"], /port: Invalid type. Expected: integer/],
-      [["--set", "bogus=1"], /Additional property bogus is not allowed/],
-      [["--set", "dns.bogus=1"], /Additional property bogus is not allowed/],
-      [["--set", "dns.interval=soon"], /dns\.interval: Does not match pattern/],
-      [["--set", "network.maxPeers=-1"], /network\.maxPeers: Must be greater than or equal to 0/],
-      [["--set", "discovery.mode=maybe"], /discovery\.mode/],
-      [
-        ["--set", "serviceMonitor.enabled=yes"],
-        /serviceMonitor\.enabled: Invalid type. Expected: boolean/,
-      ],
+    // Helm's schema errors are worded by its JSON-schema library, which changed in helm 3.18:
+    // the test checks that the value is refused and named, not helm's sentence.
+    const schema = /schema/i;
+    const cases: Array<[string[], RegExp[]]> = [
+      [["--set", "port=http"], [schema, /port/]],
+      [["--set", "bogus=1"], [schema, /bogus/]],
+      [["--set", "dns.bogus=1"], [schema, /bogus/]],
+      [["--set", "dns.interval=soon"], [schema, /interval/]],
+      [["--set", "network.maxPeers=-1"], [schema, /maxPeers/]],
+      [["--set", "discovery.mode=maybe"], [schema, /mode/]],
+      [["--set", "serviceMonitor.enabled=yes"], [schema, /enabled/]],
       [[
         "--set",
         "prometheusRule.enabled=true",
         "--set-json",
         "prometheusRule.latencyP95Seconds=0.3",
-      ], /not a bucket edge/],
+      ], [/not a bucket edge/]],
     ];
     for (const [args, message] of cases) {
       const { code, stderr } = await helm([
@@ -353,7 +353,7 @@ Deno.test({
         ...args,
       ]);
       assert.notEqual(code, 0, args.join(" "));
-      assert.match(stderr, message);
+      for (const pattern of message) assert.match(stderr, pattern, args.join(" "));
     }
   },
 });

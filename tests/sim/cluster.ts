@@ -1,11 +1,13 @@
 /**
  * A cluster on one machine: N network namespaces as nodes, each with a TUN
- * device on 198.18.0.0/15 (the range reserved for network benchmarks), joined
+ * device in 198.18.0.0/15 (the range reserved for network benchmarks), joined
  * by the userspace link emulator (linkemu.py) that delays and drops packets
  * per link. The run's own control point — a TUN device "nesim…" in the root
- * namespace at 198.18.1.1 — hosts the stand-in API server and the DNS server
- * and scrapes the exporters. Every namespace, device and process is removed
- * by `dispose`, also after a failure.
+ * namespace — hosts the stand-in API server and the DNS server and scrapes
+ * the exporters. Each run takes a /21 of its own in that range (one of 64
+ * slots, held by a lock file for the run's life), so two runs on one machine
+ * never share an address or a route. Every namespace, device and process is
+ * removed by `dispose`, also after a failure.
  * @module
  */
 
@@ -19,8 +21,31 @@ import {
 } from "../helpers/exporter_process.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
-/** The control point's address: API server, DNS server, scraper. */
-export const CONTROL_ADDRESS = "198.18.1.1";
+/** How many /21 slots 198.18.0.0/15 holds: runs on one machine at once. */
+const SLOTS = 64;
+/** Where the slot locks live; a lock is released when its process ends, however it ends. */
+const SLOT_LOCKS = "/tmp/net-exporter-sim-slot";
+
+/**
+ * An address of slot `slot`: its /21 holds eight /24s, `block` (0–7) picks
+ * one: 0 nodes, 1 the control point, 2–3 restarted pods, 4–7 the crowd.
+ */
+function slotAddress(slot: number, block: number, host: number): string {
+  const third = slot * 8 + block; // 0–511 across 198.18.0.0–198.19.255.255
+  return `198.${18 + (third >> 8)}.${third & 255}.${host}`;
+}
+
+/** Takes the first free slot; its lock is held until `release` (or the process ends). */
+async function takeSlot(): Promise<{ slot: number; release(): void }> {
+  for (let slot = 0; slot < SLOTS; slot++) {
+    const file = await Deno.open(`${SLOT_LOCKS}-${slot}.lock`, { create: true, write: true });
+    if (await file.tryLock(true)) {
+      return { slot, release: () => file.close() };
+    }
+    file.close();
+  }
+  throw new Error(`Cannot build a simulated cluster: all ${SLOTS} address slots are in use`);
+}
 /** The port every exporter listens on, as in a DaemonSet. */
 export const EXPORTER_PORT = 8000;
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -79,7 +104,7 @@ async function makeNamespace(netns: string, addresses: readonly string[]): Promi
   );
   await run("ip", "-n", netns, "tuntap", "add", "dev", "tun0", "mode", "tun");
   for (const address of addresses) {
-    await run("ip", "-n", netns, "addr", "add", `${address}/15`, "dev", "tun0");
+    await run("ip", "-n", netns, "addr", "add", `${address}/21`, "dev", "tun0");
   }
   await run("ip", "-n", netns, "link", "set", "tun0", "up");
 }
@@ -109,9 +134,14 @@ export class SimCluster implements AsyncDisposable {
   #generation = 0;
   readonly #crowdNetns = `nesim${Deno.pid % 100000}-crowd`;
   #crowdListener: Deno.ChildProcess | undefined;
+  readonly #slot: { slot: number; release(): void };
+  /** The control point's address: API server, DNS server, scraper. */
+  readonly controlAddress: string;
 
-  private constructor(options: SimOptions) {
+  private constructor(options: SimOptions, slot: { slot: number; release(): void }) {
     this.options = options;
+    this.#slot = slot;
+    this.controlAddress = slotAddress(slot.slot, 1, 1);
   }
 
   /**
@@ -120,7 +150,7 @@ export class SimCluster implements AsyncDisposable {
    * abort reason thrown.
    */
   static async create(options: SimOptions, signal?: AbortSignal): Promise<SimCluster> {
-    const cluster = new SimCluster(options);
+    const cluster = new SimCluster(options, await takeSlot());
     try {
       await cluster.#build(signal);
     } catch (error) {
@@ -138,7 +168,7 @@ export class SimCluster implements AsyncDisposable {
         index,
         name: `node-${index}`,
         netns,
-        address: `198.18.0.${index + 1}`,
+        address: slotAddress(this.#slot.slot, 0, index + 1),
         exporter: undefined,
         podName: `net-exporter-${index}-0`,
       };
@@ -149,7 +179,7 @@ export class SimCluster implements AsyncDisposable {
     signal?.throwIfAborted();
     if (crowdAddresses.length > 0) await makeNamespace(this.#crowdNetns, crowdAddresses);
     await run("ip", "tuntap", "add", "dev", this.#control, "mode", "tun");
-    await run("ip", "addr", "add", `${CONTROL_ADDRESS}/15`, "dev", this.#control);
+    await run("ip", "addr", "add", `${this.controlAddress}/21`, "dev", this.#control);
     await run("ip", "link", "set", this.#control, "up");
 
     this.#emulator = new Deno.Command("python3", {
@@ -162,7 +192,7 @@ export class SimCluster implements AsyncDisposable {
     this.#emulatorOut = this.#emulator.stdout.pipeThrough(new TextDecoderStream()).getReader();
     const nodes = [
       ...this.nodes.map((node) => ({ netns: node.netns, tun: "tun0", address: node.address })),
-      { netns: "", tun: this.#control, address: CONTROL_ADDRESS },
+      { netns: "", tun: this.#control, address: this.controlAddress },
       ...(crowdAddresses.length > 0
         ? [{ netns: this.#crowdNetns, tun: "tun0", address: crowdAddresses[0]! }]
         : []),
@@ -174,14 +204,14 @@ export class SimCluster implements AsyncDisposable {
     }
     signal?.throwIfAborted();
 
-    this.api = await startApiServer({ hostname: CONTROL_ADDRESS });
-    this.dns = await startDnsServer({ hostname: CONTROL_ADDRESS });
+    this.api = await startApiServer({ hostname: this.controlAddress });
+    this.dns = await startDnsServer({ hostname: this.controlAddress });
     this.#kubeconfig = await this.api.writeKubeconfig("monitoring");
     // What in-cluster programs look up: the cluster DNS service and the DaemonSet's own.
     this.api.applyService({
       namespace: "kube-system",
       name: "kube-dns",
-      clusterIP: CONTROL_ADDRESS,
+      clusterIP: this.controlAddress,
       ports: [
         { name: "dns", port: this.dns.port, protocol: "UDP" },
         { name: "dns-tcp", port: this.dns.port, protocol: "TCP" },
@@ -196,11 +226,11 @@ export class SimCluster implements AsyncDisposable {
     });
   }
 
-  /** 198.18.3.1 onwards: one address per crowd pod. */
+  /** Blocks 4–7 of the slot: one address per crowd pod, up to 1,000. */
   #crowdAddresses(): string[] {
     return Array.from(
       { length: this.options.crowd ?? 0 },
-      (_, index) => `198.18.${3 + Math.floor(index / 250)}.${(index % 250) + 1}`,
+      (_, index) => slotAddress(this.#slot.slot, 4 + Math.floor(index / 250), (index % 250) + 1),
     );
   }
 
@@ -372,12 +402,19 @@ export class SimCluster implements AsyncDisposable {
     await steps.stop();
     this.api.remove(old.podName);
     const generation = ++this.#generation;
+    if (generation >= 500) {
+      throw new Error(`Cannot restart a pod: current run has restarted ${generation - 1} already`);
+    }
     node.podName = `net-exporter-${node.index}-${generation}`;
-    node.address = `198.18.${2 + Math.floor(generation / 250)}.${(generation % 250) + 1}`;
+    node.address = slotAddress(
+      this.#slot.slot,
+      2 + Math.floor(generation / 250),
+      (generation % 250) + 1,
+    );
     // The old address goes before the new pod starts, so its connections leave from the new one.
-    await run("ip", "-n", node.netns, "addr", "add", `${node.address}/15`, "dev", "tun0");
+    await run("ip", "-n", node.netns, "addr", "add", `${node.address}/21`, "dev", "tun0");
     await this.#command({ alias: { address: node.address, of: old.address } });
-    await run("ip", "-n", node.netns, "addr", "del", `${old.address}/15`, "dev", "tun0");
+    await run("ip", "-n", node.netns, "addr", "del", `${old.address}/21`, "dev", "tun0");
     await this.#command({ unalias: { address: old.address } });
     this.applyPod(node, false);
     await steps.start();
@@ -429,6 +466,7 @@ export class SimCluster implements AsyncDisposable {
     for (const node of this.nodes) await tryRun("ip", "netns", "del", node.netns);
     if (this.options.crowd) await tryRun("ip", "netns", "del", this.#crowdNetns);
     await tryRun("ip", "link", "del", this.#control);
+    this.#slot.release();
   }
 }
 

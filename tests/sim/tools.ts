@@ -13,7 +13,7 @@ import { parse as parseYaml } from "yaml";
 import { START_FLAGS } from "../helpers/exporter_process.ts";
 import { type ProcessUsage, processUsage } from "../helpers/proc.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
-import { CONTROL_ADDRESS, type SimCluster, type SimNode } from "./cluster.ts";
+import { type SimCluster, type SimNode } from "./cluster.ts";
 
 /** A metric of a tool, and how to read it. */
 export interface MetricRef {
@@ -271,7 +271,7 @@ export class ToolInstance {
         ),
         SA: SERVICE_ACCOUNT,
         SECRETS: `${dir}/secrets`,
-        KUBERNETES_SERVICE_HOST: CONTROL_ADDRESS,
+        KUBERNETES_SERVICE_HOST: cluster.controlAddress,
         KUBERNETES_SERVICE_PORT: apiPort,
         POD_NAME: node.podName,
         POD_NAMESPACE: "monitoring",
