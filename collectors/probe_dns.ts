@@ -11,6 +11,7 @@ import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
 // @ts-types="npm:@types/dns-packet@5.6.5"
 import dnsPacket from "dns-packet";
+import { readExactly, writeAll } from "../lib/io.ts";
 import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** Why a lookup failed. `notfound` is the system path's NotFound, whose cause is unknown. */
@@ -284,26 +285,6 @@ const exchangeTcp: Exchange = async (server, query, asked, { now, onStray }, sig
     if (!signal.aborted) conn.close();
   }
 };
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
-}
-
-async function readExactly(conn: Deno.Conn, length: number): Promise<Uint8Array> {
-  const buffer = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const read = await conn.read(buffer.subarray(filled));
-    if (read === null) {
-      throw new Deno.errors.UnexpectedEof(
-        `Cannot read DNS answer: connection closed after ${filled} of ${length} bytes`,
-      );
-    }
-    filled += read;
-  }
-  return buffer;
-}
 
 /** Lookups per protocol that {@link warmUpDns} makes. */
 const WARM_UP_LOOKUPS = 3;

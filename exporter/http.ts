@@ -6,6 +6,8 @@
  */
 
 import type client from "prom-client";
+// @ts-types="npm:@types/escape-html@1.0.4"
+import escape from "escape-html";
 import type { TargetStatus } from "../collectors/collector.ts";
 import type { DiscoveryHealth, PeerView } from "../k8s/discovery.ts";
 import { VERSION } from "./metrics.ts";
@@ -98,18 +100,6 @@ function plain(status: number, text: string): Response {
     status,
     headers: { "content-type": "text/plain; charset=utf-8" },
   });
-}
-
-const ESCAPES: Readonly<Record<string, string>> = {
-  "&": "&amp;",
-  "<": "&lt;",
-  ">": "&gt;",
-  '"': "&quot;",
-  "'": "&#39;",
-};
-
-function escape(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => ESCAPES[char]!);
 }
 
 /** Milliseconds with enough digits to compare with a reference tool. */

@@ -21,6 +21,7 @@
 
 import { type Clock, deadline, systemClock } from "../lib/clock.ts";
 import { formatDuration } from "../lib/duration.ts";
+import { LineSplitter } from "../lib/lines.ts";
 import type { ApiClient } from "./client.ts";
 import { type PodObject, type PodRecord, toPodRecord } from "./pods.ts";
 
@@ -327,21 +328,19 @@ export class PodWatcher {
         signal,
       );
       answered = true;
-      let buffered = "";
+      const lines = new LineSplitter();
       const decoder = new TextDecoder();
       for await (const chunk of response.body ?? []) {
         heardFrom();
-        buffered += decoder.decode(chunk, { stream: true });
-        const lines = buffered.split("\n");
-        buffered = lines.pop()!;
-        if (buffered.length > maxLineBytes) {
+        const complete = lines.push(decoder.decode(chunk, { stream: true }));
+        if (lines.pendingLength > maxLineBytes) {
           throw new TooLarge(
             `Cannot watch pods: current event is longer than ${maxLineBytes} bytes; listing again`,
           );
         }
         let changed = false;
         let parsed = 0;
-        for (const line of lines) {
+        for (const line of complete) {
           if (line.trim() === "") continue;
           const result = this.#apply(parseEvent(line));
           this.#resourceVersion = result.resourceVersion ?? this.#resourceVersion;

@@ -20,6 +20,8 @@
  * @module
  */
 
+import { writeAll } from "./io.ts";
+
 /** Limits of one server; every field has a default for an exporter. */
 export interface HttpServerOptions {
   /** From accept (or the first byte of a later request) to the end of the request head. */
@@ -453,11 +455,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   joined.set(a);
   joined.set(b, a.length);
   return joined;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await conn.write(bytes.subarray(written));
 }
 
 function close(conn: Deno.Conn): void {

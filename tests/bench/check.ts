@@ -7,6 +7,7 @@
 
 import { startDnsServer } from "../helpers/dns_server.ts";
 import { runProgram } from "../helpers/exporter_process.ts";
+import { median } from "../helpers/stats.ts";
 import { startListener } from "../helpers/tcp.ts";
 
 const RUNS = 5;
@@ -27,10 +28,6 @@ for _ in range(runs):
     print(dns * 1000, tcp * 1000)
 `;
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-};
 const ms = (value: number) => value.toFixed(3);
 
 await using dns = await startDnsServer({

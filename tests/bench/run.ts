@@ -11,6 +11,7 @@ import { startExporter, waitFor } from "../helpers/exporter_process.ts";
 import { Exposition } from "../helpers/metrics.ts";
 import { processUsage } from "../helpers/proc.ts";
 import { rewriteDocsBlock } from "../helpers/docs.ts";
+import { quantile } from "../helpers/stats.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
 const WARM_UP_MS = 5_000;
@@ -65,11 +66,6 @@ async function scrape(url: string): Promise<{ ms: number; text: string }> {
   const text = await (await fetch(`${url}/metrics`)).text();
   return { ms: performance.now() - startedAt, text };
 }
-
-const quantile = (values: number[], q: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-};
 
 async function measure(targets: number): Promise<Row> {
   const listenerProcess = new Deno.Command(Deno.execPath(), {

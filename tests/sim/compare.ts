@@ -11,6 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { median } from "../helpers/stats.ts";
 import { rewriteDocsBlock } from "../helpers/docs.ts";
 import {
   createForCommandLine,
@@ -60,8 +61,8 @@ const round = (value: number | undefined | null, digits = 3) =>
   value === undefined || value === null || Number.isNaN(value)
     ? null
     : Math.round(value * 10 ** digits) / 10 ** digits;
-const median = (values: readonly number[]) =>
-  values.length === 0 ? undefined : quantile(values, 0.5);
+/** The median, or undefined where there is nothing to take it of (a row then shows none). */
+const medianOf = (values: readonly number[]) => values.length === 0 ? undefined : median(values);
 
 /** One tool running on every node, scraped. */
 class Fleet {
@@ -232,7 +233,7 @@ async function scenarios(
     ]);
     const to = performance.now();
     const reference = perNode.flat();
-    const referenceMedian = median(reference)!;
+    const referenceMedian = medianOf(reference)!;
     const referenceP99 = quantile(reference, 0.99);
     const step: Record<string, unknown> = {
       one_way_ms: oneWayMs,
@@ -269,7 +270,7 @@ async function scenarios(
     row.latency_samples_per_step_min = Math.min(...steps.map((step) => step.samples ?? 0));
     const excess = toolExcess.get(fleet);
     if (excess?.length) {
-      row.latency_median_error_ms_pooled = round(median(excess)! - median(referenceExcess)!);
+      row.latency_median_error_ms_pooled = round(medianOf(excess)! - medianOf(referenceExcess)!);
       row.latency_p99_error_ms_pooled = round(
         quantile(excess, 0.99) - quantile(referenceExcess, 0.99),
       );
@@ -287,12 +288,12 @@ async function scenarios(
       (cpuAfter.get(fleet)! - cpuBefore.get(fleet)!) / probes * 1000,
     );
     const rss = await Promise.all(cluster.nodes.map((node) => fleet.usage(node)));
-    row.steady_rss_mib = round(median(rss.map((usage) => (usage?.rssBytes ?? 0) / 2 ** 20)), 1);
+    row.steady_rss_mib = round(medianOf(rss.map((usage) => (usage?.rssBytes ?? 0) / 2 ** 20)), 1);
     const times = fleet.recordings().filter((recording) =>
       recording.at > steadyFrom && recording.at <= steadyTo
     );
     const scrape = times.map((recording) => recording.at - recording.startedAt);
-    row.steady_scrape_median_ms = round(median(scrape));
+    row.steady_scrape_median_ms = round(medianOf(scrape));
     row.steady_scrape_p99_ms = round(quantile(scrape, 0.99));
   }
   for (const statistic of ["median", "p99"] as const) {
@@ -430,7 +431,7 @@ async function scenarios(
         const key = view === "exporter" ? `${fault}_detection` : `${fault}_detection_prometheus`;
         if (view === "exporter") {
           row[`${fault}_observations`] = times.length;
-          row[`${key}_median_ms`] = round(median(seen), 0);
+          row[`${key}_median_ms`] = round(medianOf(seen), 0);
           row[`${key}_max_ms`] = seen.length ? round(Math.max(...seen), 0) : null;
           // Every observation, for the JSON: a median hides the shape.
           row[`${key}_all_ms`] = times.map((time) => round(time, 0));
@@ -480,7 +481,7 @@ async function scenarios(
           return inside ? [recording.at - previous!.at] : [];
         })
       );
-      row.detection_poll_gap_median_ms = round(median(gaps), 1);
+      row.detection_poll_gap_median_ms = round(medianOf(gaps), 1);
       row.detection_poll_gap_p99_ms = round(quantile(gaps, 0.99), 1);
     }
   }
@@ -561,7 +562,7 @@ async function scenarios(
         }),
       ]);
       const to = performance.now();
-      const referenceMedian = median(reference)!;
+      const referenceMedian = medianOf(reference)!;
       return new Map(
         await Promise.all(fleets.map(async (fleet) => {
           const recordings = fleet.recorders.get(a)!.recordings;
@@ -605,7 +606,7 @@ async function scenarios(
       row.load_latency_p99_error_ms = result.p99Error;
       row.load_latency_samples = result.samples;
       row.load_reference_samples = result.reference.length;
-      row.load_scrape_median_ms = round(median(times));
+      row.load_scrape_median_ms = round(medianOf(times));
       row.load_scrape_p99_ms = round(quantile(times, 0.99));
       for (const contest of scrapedContests) contest.values.set(fleet, result.excess);
       if (result.values) {
@@ -643,7 +644,7 @@ async function scenarios(
         busyTimes.get(fleet)!.length / ((result.to - result.from) / 1000),
         1,
       );
-      row.busy_scrape_median_ms = round(median(busyTimes.get(fleet)!));
+      row.busy_scrape_median_ms = round(medianOf(busyTimes.get(fleet)!));
       row.busy_rss_mib = round((result.after?.rssBytes ?? 0) / 2 ** 20, 1);
       for (const contest of busyContests) contest.values.set(fleet, result.excess);
       if (result.values) {

@@ -4,6 +4,7 @@
  * @module
  */
 
+export { median, quantile } from "../helpers/stats.ts";
 import { Exposition } from "../helpers/metrics.ts";
 import type { SimNode } from "./cluster.ts";
 
@@ -54,19 +55,6 @@ export async function exporterSamples(
     await new Promise((resolve) => setTimeout(resolve, intervalMs / 4));
   }
   return [...seen.values()];
-}
-
-/** Median of a list of numbers. */
-export function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-/** A quantile (0–1) of a list of numbers, nearest rank. */
-export function quantile(values: readonly number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
 /** Sum of `network_dial_error_total` from `from` to `to` for `reason`. */

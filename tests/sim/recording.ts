@@ -9,6 +9,8 @@
  * @module
  */
 
+import { quantile } from "../helpers/stats.ts";
+export { quantile };
 import { parseSamples, type Sample } from "../helpers/metrics.ts";
 import type { SimNode } from "./cluster.ts";
 import type { MetricRef, ProbeMapping, ToolConfig, ToolInstance } from "./tools.ts";
@@ -447,12 +449,6 @@ export interface LatencyFigures {
   readonly samples: number;
   /** Each probe's latency (ms), where the tool reports probes one by one (not a histogram's). */
   readonly values_ms?: readonly number[];
-}
-
-/** Nearest-rank quantile (0–1). */
-export function quantile(values: readonly number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
 /** Prometheus' histogram_quantile over cumulative `[le, count]` pairs (le ascending, +Inf last). */
