@@ -14,9 +14,18 @@ import {
   histogramQuantile,
   latency,
   probeCount,
+  probesWhilePaused,
   type Recording,
 } from "./sim/recording.ts";
-import { fill, fillArgv, loadTools, type ToolConfig, validateTools } from "./sim/tools.ts";
+import {
+  fill,
+  fillArgv,
+  loadTools,
+  longestProbeMs,
+  type ToolConfig,
+  validateTools,
+} from "./sim/tools.ts";
+import { settleAll } from "./helpers/settle.ts";
 import { CHILD_ENV } from "./helpers/requirements.ts";
 
 const shipped = await loadTools(new URL("./sim/compare.yaml", import.meta.url).pathname);
@@ -248,4 +257,53 @@ Deno.test("comparison command: bad input is one line and exit 2, before anything
     assert.equal(stderr.split("\n").length, 1, stderr);
     assert.match(stderr, message);
   }
+});
+
+Deno.test("comparison arithmetic: probing while unscraped counts only the pause, not the scrape after it", () => {
+  const tool = shipped[0]!;
+  const count = (value: number) => `network_latency_seconds_count{host="a"} ${value}\n`;
+  // Scrapes every 1,000 ms; the pause runs from 2,500 to 7,500 and the next scrape comes at 8,000.
+  const scrapeTimes = [1_000, 2_000, 8_000];
+  // A tool that probes when scraped: each scrape runs one probe and shows it.
+  const onScrape = scrapeTimes.map((at, index) => recording(at, count(index + 1)));
+  assert.equal(probesWhilePaused(tool, onScrape, 2_500, 7_500), 0);
+  // A tool that probes every second on its own: six probes at the next scrape, five beyond an
+  // ordinary interval.
+  const background = scrapeTimes.map((at) => recording(at, count(at / 1_000)));
+  assert.equal(probesWhilePaused(tool, background, 2_500, 7_500), 5);
+  // A per-target tool: the probes asked of it during the pause (none, while paused).
+  const perTarget: ToolConfig = {
+    ...tool,
+    scrape: { mode: "per_target", path: "/probe", dial_path: "/probe", dns_path: "/probe" },
+  };
+  const asked = [1_000, 2_000, 8_000].map((at) => recording(at, "", { kind: "dial" }));
+  assert.equal(probesWhilePaused(perTarget, asked, 2_500, 7_500), 0);
+  assert.throws(() => probesWhilePaused(tool, onScrape.slice(1), 2_500, 7_500), /two scrapes/);
+});
+
+Deno.test("comparison: trials are spaced past the longest probe of any tool", () => {
+  const tool = shipped[0]!;
+  assert.equal(longestProbeMs([tool], 500), 500);
+  assert.equal(longestProbeMs([tool, { ...tool, probe_timeout_ms: 2_000 }], 500), 2_000);
+  const config = (value: unknown) => ({ tools: [{ ...tool, probe_timeout_ms: value }] });
+  assert.equal(validateTools(config(2_000))[0]!.probe_timeout_ms, 2_000);
+  assert.throws(() => validateTools(config(-1)), /probe_timeout_ms must be a positive integer/);
+});
+
+Deno.test("comparison: a failed start is thrown only once every other start has settled", async () => {
+  const started: string[] = [];
+  const later = (name: string, ms: number) =>
+    new Promise<string>((resolve) =>
+      setTimeout(() => {
+        started.push(name);
+        resolve(name);
+      }, ms)
+    );
+  await assert.rejects(
+    () => settleAll([Promise.reject(new Error("cannot start a")), later("b", 50), later("c", 100)]),
+    /cannot start a/,
+  );
+  // Had it thrown at once, b and c would start after the cleanup and never be stopped.
+  assert.deepEqual(started, ["b", "c"]);
+  assert.deepEqual(await settleAll([later("d", 1), Promise.resolve("e")]), ["d", "e"]);
 });

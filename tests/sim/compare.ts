@@ -11,6 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { settleAll } from "../helpers/settle.ts";
 import { median } from "../helpers/stats.ts";
 import { rewriteDocsBlock } from "../helpers/docs.ts";
 import {
@@ -26,6 +27,7 @@ import {
   latency,
   peerLabels,
   probeCount,
+  probesWhilePaused,
   quantile,
   Recorder,
   scrapeTimes,
@@ -33,7 +35,7 @@ import {
   ServiceDiscovery,
 } from "./recording.ts";
 import type { ProcessUsage } from "../helpers/proc.ts";
-import { loadTools, type ToolConfig, ToolInstance } from "./tools.ts";
+import { loadTools, longestProbeMs, type ToolConfig, ToolInstance } from "./tools.ts";
 
 /** How often background tools are scraped while a detection trial runs. */
 const DETECTION_POLL_MS = 50;
@@ -143,7 +145,8 @@ export async function compare(
     // A DaemonSet's pods start at different moments. Started together, every instance would
     // probe in step, all observers of a fault would share one phase, and a detection median
     // would rest on as many independent phases as there are trials.
-    await Promise.all(
+    // Every start settles before a failure is thrown, so the cleanup below finds every instance.
+    await settleAll(
       cluster.nodes.flatMap((node) =>
         fleets.map(async (fleet) => {
           await sleep(Math.random() * intervalMs);
@@ -314,13 +317,15 @@ async function scenarios(
     await sleep(5 * intervalMs);
     recorder.paused = false;
     await sleep(1.5 * intervalMs);
-    // What ran while nobody asked: the counters a background tool keeps, a per-target tool's requests.
-    const probes = fleet.tool.scrape.mode === "background"
-      ? probeCount(fleet.tool, recorder.recordings, gapFrom, performance.now())
-      : recorder.recordings.filter((recording) =>
-        recording.kind !== "metrics" && recording.startedAt >= gapFrom &&
-        recording.startedAt < gapFrom + 5 * intervalMs
-      ).length;
+    // What ran while nobody asked: the counters a background tool keeps, beyond what an ordinary
+    // scrape interval shows (a tool that probes when scraped shows that much), or the requests
+    // made of a per-target tool.
+    const probes = probesWhilePaused(
+      fleet.tool,
+      recorder.recordings,
+      gapFrom,
+      gapFrom + 5 * intervalMs,
+    );
     rows.get(fleet)!.probes_while_unscraped_5_intervals = probes;
     rows.get(fleet)!.probing_depends_on_scraping = probes === 0 ? "yes" : "no";
   }
@@ -355,7 +360,10 @@ async function scenarios(
     await sleep(bound + intervalMs);
     await restore();
     const until = performance.now();
-    await sleep(timeoutMs + 2 * DETECTION_POLL_MS);
+    // Past the longest probe of any tool, so none started in this trial fails into the next.
+    await sleep(
+      longestProbeMs(fleets.map((fleet) => fleet.tool), timeoutMs) + 2 * DETECTION_POLL_MS,
+    );
     const settled = performance.now();
     for (const recorder of recorders) recorder.pollMs = intervalMs;
     trials.push({ fault, at, until, settled, observations });
@@ -497,7 +505,7 @@ async function scenarios(
       beforeStop: () => Promise.resolve(),
       stop: async () => void await Promise.all(fleets.map((fleet) => fleet.stopOn(node))),
       start: async () =>
-        void await Promise.all(fleets.map((fleet) => fleet.startOn(node, cluster, options))),
+        void await settleAll(fleets.map((fleet) => fleet.startOn(node, cluster, options))),
     });
     await sleep(intervalMs);
   }

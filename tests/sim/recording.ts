@@ -442,6 +442,43 @@ export function probeCount(
   return total;
 }
 
+/**
+ * Probes a tool ran while nobody scraped it, from `pausedFrom` to `pausedTo`.
+ * A per-target tool: the probes asked of it then (none, while paused). A
+ * background tool: its counters' growth from the last scrape before the pause
+ * to the first after it, less the growth of the ordinary scrape interval just
+ * before the pause. A tool that probes on its own grows by the pause's
+ * intervals; one that probes when it is scraped grows by what that one scrape
+ * ran, as in any ordinary interval, so its count is 0.
+ */
+export function probesWhilePaused(
+  tool: ToolConfig,
+  recordings: readonly Recording[],
+  pausedFrom: number,
+  pausedTo: number,
+): number {
+  if (tool.scrape.mode === "per_target") {
+    return recordings.filter((recording) =>
+      recording.kind !== "metrics" && recording.startedAt >= pausedFrom &&
+      recording.startedAt < pausedTo
+    ).length;
+  }
+  const scrapes = recordings.filter((recording) =>
+    recording.kind === "metrics" && recording.samples !== undefined
+  );
+  const before = scrapes.filter((recording) => recording.startedAt < pausedFrom);
+  const after = scrapes.find((recording) => recording.startedAt >= pausedTo);
+  const [previous, last] = [before.at(-2), before.at(-1)];
+  if (!previous || !last || !after) {
+    throw new Error(
+      "Cannot count probes while unscraped: current recordings lack two scrapes before the pause or one after",
+    );
+  }
+  const across = probeCount(tool, recordings, last.at, after.at);
+  const ordinary = probeCount(tool, recordings, previous.at, last.at);
+  return Math.max(0, across - ordinary);
+}
+
 /** Latency figures in milliseconds. */
 export interface LatencyFigures {
   readonly median_ms: number;

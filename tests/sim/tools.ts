@@ -55,7 +55,7 @@ export interface ToolConfig {
   readonly name: string;
   /** The port it listens on, on the pod's IP; peers are dialled on the same port. */
   readonly port: number;
-  /** argv; `{placeholders}` are filled per node (see README, "Comparison"). */
+  /** argv; `{placeholders}` are filled per node (see docs/comparison.md). */
   readonly command: readonly string[];
   /** Files written to `{config_dir}` (placeholders filled), e.g. a config file. */
   readonly files?: Readonly<Record<string, string>>;
@@ -66,6 +66,12 @@ export interface ToolConfig {
   readonly scrape: BackgroundScrape | PerTargetScrape;
   /** Extra arguments for the instance under load (background tools: e.g. probe every peer). */
   readonly load_args?: readonly string[];
+  /**
+   * The longest one of its probes can take, in ms, where that is not the
+   * harness's `{timeout}` (a DNS timeout of its own, say): detection trials
+   * are spaced past it, so a probe of one trial never fails into the next.
+   */
+  readonly probe_timeout_ms?: number;
   readonly dial: ProbeMapping & {
     /** Background tools: the label naming the dialled peer and its value (e.g. `{peer_ip}:{port}`). */
     readonly target?: { readonly label: string; readonly value: string };
@@ -157,6 +163,15 @@ export function validateTools(config: unknown): ToolConfig[] {
         }
       }
     }
+    if (
+      t.probe_timeout_ms !== undefined &&
+      !(Number.isInteger(t.probe_timeout_ms) && (t.probe_timeout_ms as number) > 0)
+    ) {
+      fail(
+        `${at}.probe_timeout_ms`,
+        `must be a positive integer: current value is ${JSON.stringify(t.probe_timeout_ms)}`,
+      );
+    }
     const target = (t.dial as Record<string, unknown>).target as
       | Record<string, unknown>
       | undefined;
@@ -166,6 +181,11 @@ export function validateTools(config: unknown): ToolConfig[] {
     ) fail(`${at}.dial.target`, "needs label and value for a background tool");
   });
   return tools as ToolConfig[];
+}
+
+/** The longest any tool's probe can take: the harness's timeout, or a tool's own if longer. */
+export function longestProbeMs(tools: readonly ToolConfig[], timeoutMs: number): number {
+  return Math.max(timeoutMs, ...tools.map((tool) => tool.probe_timeout_ms ?? 0));
 }
 
 /** Reads and checks a comparison configuration (YAML or JSON). */
@@ -235,6 +255,23 @@ export class ToolInstance {
     options: { intervalMs: number; timeoutMs: number; extraArgs?: readonly string[] },
   ): Promise<ToolInstance> {
     const dir = await Deno.makeTempDir({ prefix: `compare-${tool.name}-` });
+    try {
+      return await ToolInstance.#startIn(dir, tool, node, cluster, token, options);
+    } catch (error) {
+      // A start that failed before its process took the folder over leaves nothing behind.
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw error;
+    }
+  }
+
+  static async #startIn(
+    dir: string,
+    tool: ToolConfig,
+    node: SimNode,
+    cluster: SimCluster,
+    token: string,
+    options: { intervalMs: number; timeoutMs: number; extraArgs?: readonly string[] },
+  ): Promise<ToolInstance> {
     await Deno.mkdir(`${dir}/secrets`);
     await Deno.mkdir(`${dir}/config`);
     await Deno.writeTextFile(`${dir}/secrets/token`, token);
