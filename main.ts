@@ -43,7 +43,13 @@ async function main(argv: readonly string[]): Promise<number> {
     case "check":
       await setUpLogging(invocation.settings.log);
       try {
-        return await check(invocation.settings, invocation.output, writeOut, stopSignal());
+        return await check(
+          invocation.settings,
+          invocation.output,
+          writeOut,
+          stopSignal(),
+          writeErr,
+        );
       } finally {
         await tearDownLogging();
       }

@@ -1,7 +1,7 @@
 /**
  * `net-exporter check`: one round of every enabled probe, printed as a table
- * or JSON; exit 0 when all succeeded, 1 when any failed. For an operator on a
- * node, ad hoc.
+ * or JSON; exit 0 when all succeeded, 1 when any failed, 2 when there is
+ * nothing to probe. For an operator on a node, ad hoc.
  * @module
  */
 
@@ -63,8 +63,17 @@ export async function check(
   output: "table" | "json",
   write: (text: string) => void,
   signal: AbortSignal,
+  writeErr: (text: string) => void = write,
 ): Promise<number> {
   const { collectors, discovery } = assemble(settings);
+  if (!discovery && collectors.every((collector) => collector.statuses().length === 0)) {
+    await Promise.all(collectors.map((collector) => collector.stop()));
+    writeErr(
+      "error: Cannot check: current configuration has nothing to probe (give --network.targets, " +
+        "--dns.hosts with the DNS collector on, or a Kubernetes configuration)\n",
+    );
+    return 2;
+  }
   let statuses: TargetStatus[];
   try {
     if (discovery) {

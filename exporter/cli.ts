@@ -156,7 +156,13 @@ export async function parseCommandLine(
     .description("Prometheus exporter for DNS and pod-to-pod TCP latency")
     .exitOverride()
     .configureOutput({ writeOut: output.writeOut, writeErr: output.writeErr })
-    .showSuggestionAfterError(true);
+    .showSuggestionAfterError(true)
+    .version(versionText().trimEnd(), "-V, --version", "Print the version")
+    .addHelpText(
+      "after",
+      "\nserve is the default command: `net-exporter [flags]` serves. Every flag, with its" +
+        "\nenvironment variable: `net-exporter serve --help` and `net-exporter check --help`.",
+    );
 
   const withFlags = (command: Command, flags: readonly Flag<unknown>[]) => {
     for (const flag of flags) for (const option of flag.options) command.addOption(option);

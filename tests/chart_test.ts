@@ -342,6 +342,15 @@ Deno.test({
         "--set-json",
         "prometheusRule.latencyP95Seconds=0.3",
       ], [/not a bucket edge/]],
+      // What the exporter would refuse at start is refused at render time, naming both values.
+      [["--set", "network.timeout=20s"], [
+        /network\.timeout=20s is not below network\.interval=15s/,
+      ]],
+      [["--set", "dns.interval=1s", "--set", "dns.timeout=1000ms"], [/dns\.timeout=1000ms/]],
+      // --set gives a float as text: it is read as the number it spells, and checked as one.
+      [["--set", "prometheusRule.enabled=true", "--set", "prometheusRule.quorum=1.5"], [
+        /prometheusRule\.quorum=1\.5 must be above 0 and at most 1/,
+      ]],
     ];
     for (const [args, message] of cases) {
       const { code, stderr } = await helm([
@@ -354,7 +363,29 @@ Deno.test({
       ]);
       assert.notEqual(code, 0, args.join(" "));
       for (const pattern of message) assert.match(stderr, pattern, args.join(" "));
+      // The chart's own refusals say everything in helm's one error line (helm adds a hint
+      // after it); schema errors come as helm's list.
+      if (!message.includes(schema)) {
+        const first = stderr.trim().split("\n")[0]!;
+        for (const pattern of message) assert.match(first, pattern, `one line: ${stderr}`);
+      }
     }
+    // Floats from --set (text) pass where they are valid.
+    const { code, stdout, stderr } = await helm([
+      "template",
+      "net",
+      CHART,
+      "--kube-version",
+      KUBE_VERSION,
+      "--set",
+      "prometheusRule.enabled=true",
+      "--set",
+      "prometheusRule.latencyP95Seconds=0.25",
+      "--set",
+      "prometheusRule.quorum=0.5",
+    ]);
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /0\.25/);
   },
 });
 

@@ -158,3 +158,25 @@ Deno.test("cli: the real program exits 2 with one line and no stack trace on bad
     assert.equal(stdout, "");
   }
 });
+
+Deno.test("cli: --version, version through the start task, and help that says where the flags are", async () => {
+  for (const argv of [["--version"], ["-V"]]) {
+    const { invocation, out } = await parse(argv);
+    assert.deepEqual(invocation, { command: "exit", code: 0 });
+    assert.match(out, /^net-exporter \d+\.\d+\.\d+ \(deno /);
+  }
+  const help = await parse(["--help"]);
+  assert.match(help.out, /net-exporter serve --help/);
+  // `deno task start version` runs the program with the start task's flags and no implied command.
+  const version = await runProgram(["version"]);
+  assert.equal(version.code, 0, version.stderr);
+  assert.match(version.stdout, /^net-exporter /);
+});
+
+Deno.test("cli: check with nothing to probe is one line and exit 2", async () => {
+  const { code, stdout, stderr } = await runProgram(["check", "--no-collector.dns"]);
+  assert.equal(code, 2);
+  assert.equal(stdout, "");
+  assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
+  assert.match(stderr, /nothing to probe/);
+});
