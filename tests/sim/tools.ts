@@ -256,7 +256,7 @@ export class ToolInstance {
   ): Promise<ToolInstance> {
     const dir = await Deno.makeTempDir({ prefix: `compare-${tool.name}-` });
     try {
-      return await ToolInstance.#startIn(dir, tool, node, cluster, token, options);
+      return await ToolInstance.#startIn(dir, [tool, node, cluster, token, options]);
     } catch (error) {
       // A start that failed before its process took the folder over leaves nothing behind.
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -266,11 +266,7 @@ export class ToolInstance {
 
   static async #startIn(
     dir: string,
-    tool: ToolConfig,
-    node: SimNode,
-    cluster: SimCluster,
-    token: string,
-    options: { intervalMs: number; timeoutMs: number; extraArgs?: readonly string[] },
+    [tool, node, cluster, token, options]: Parameters<typeof ToolInstance.start>,
   ): Promise<ToolInstance> {
     await Deno.mkdir(`${dir}/secrets`);
     await Deno.mkdir(`${dir}/config`);
