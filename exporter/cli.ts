@@ -21,6 +21,7 @@ import {
   readFlags,
   valueFlag,
 } from "../lib/flags.ts";
+import { loadWebConfig, type WebConfig } from "../lib/web_config.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogSettings } from "./log.ts";
 import { VERSION } from "./metrics.ts";
 
@@ -45,6 +46,8 @@ export type Invocation =
     readonly listen: HostPort;
     readonly telemetryPath: string;
     readonly maxConnections: number;
+    /** `--web.config.file`, checked: its path and what it held at start. */
+    readonly webConfig: { readonly path: string; readonly config: WebConfig } | undefined;
   }
   | {
     readonly command: "check";
@@ -96,6 +99,13 @@ const TELEMETRY_PATH = valueFlag(
   "/metrics",
   parsePath,
 );
+const WEB_CONFIG_FILE = valueFlag(
+  "web.config.file",
+  "path",
+  "TLS and basic authentication, in the exporter-toolkit format (as node_exporter takes it)",
+  "",
+  (text) => text,
+);
 const OUTPUT = choiceFlag("output", "Result format", "table", ["table", "json"] as const);
 
 /** The flags `serve` and `check` share, in the order of help and the status page. */
@@ -111,6 +121,7 @@ const SERVE_FLAGS: readonly Flag<unknown>[] = [
   LISTEN_ADDRESS,
   MAX_CONNECTIONS,
   TELEMETRY_PATH,
+  WEB_CONFIG_FILE,
 ];
 const CHECK_FLAGS: readonly Flag<unknown>[] = [...COMMON_FLAGS, OUTPUT];
 
@@ -176,12 +187,22 @@ export async function parseCommandLine(
     SERVE_FLAGS,
   ).action(async (_options, command: Command) => {
     const { values, settings } = await settingsOf(command, SERVE_FLAGS, env);
+    const webConfigPath = WEB_CONFIG_FILE.read(values);
+    let webConfig: { path: string; config: WebConfig } | undefined;
+    if (webConfigPath !== "") {
+      try {
+        webConfig = { path: webConfigPath, config: await loadWebConfig(webConfigPath) };
+      } catch (error) {
+        throw new FlagError(error instanceof Error ? error.message : String(error));
+      }
+    }
     invocation = {
       command: "serve",
       settings,
       listen: LISTEN_ADDRESS.read(values),
       telemetryPath: TELEMETRY_PATH.read(values),
       maxConnections: MAX_CONNECTIONS.read(values),
+      webConfig,
     };
   });
 

@@ -10,6 +10,7 @@ import type { Logger } from "@logtape/logtape";
 import { describeError } from "../lib/errors.ts";
 import { createHandler } from "./http.ts";
 import { type HttpServer, type HttpServerOptions, serveHttp } from "../lib/http_server.ts";
+import { reloadingWebConfig, type WebConfig, withWebConfig } from "../lib/web_config.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
 import { VERSION } from "./metrics.ts";
@@ -29,6 +30,8 @@ export interface ServeOptions {
   readonly telemetryPath: string;
   /** HTTP connections held at once (`--web.max-connections`). */
   readonly maxConnections: number;
+  /** TLS and basic authentication (`--web.config.file`), checked at parse time. */
+  readonly webConfig?: { readonly path: string; readonly config: WebConfig } | undefined;
   /** Aborts to shut down (SIGTERM/SIGINT in main.ts). */
   readonly stop: AbortSignal;
   /** Called with the bound address once listening. */
@@ -40,7 +43,7 @@ export async function serve(options: ServeOptions): Promise<number> {
   const log = logger("serve");
   const { metrics, collectors, discovery } = assemble(options.settings);
   let shuttingDown = false;
-  const handler = createHandler({
+  const exposed = createHandler({
     registry: metrics.registry,
     telemetryPath: options.telemetryPath,
     alive: () => collectors.every((collector) => collector.alive),
@@ -54,9 +57,25 @@ export async function serve(options: ServeOptions): Promise<number> {
     }),
   });
 
+  const web = options.webConfig;
+  // The kubelet's probes reach health and readiness without credentials; they say only ok/ready.
+  const handler = web
+    ? withWebConfig(
+      exposed,
+      reloadingWebConfig(web.path, web.config, (error) =>
+        log.warn(
+          `Cannot reload the web config: ${describeError(error)}; keeping the last good one`,
+          {
+            error: describeError(error),
+          },
+        )),
+      ["/healthz", "/readyz"],
+    )
+    : exposed;
   let server: HttpServer;
   try {
     server = listen(options.listen, handler, options.onListen, {
+      ...(web?.config.tls ? { tls: web.config.tls } : {}),
       maxConnections: options.maxConnections,
       onAcceptError: (error, retryInMs) =>
         log.warn(
@@ -80,9 +99,12 @@ export async function serve(options: ServeOptions): Promise<number> {
   discovery?.start();
   for (const collector of collectors) collector.start();
   const address = formatHostPort(server.addr);
-  log.info(`net-exporter ${VERSION} listening on ${address}`, {
+  const scheme = web?.config.tls ? "https" : "http";
+  log.info(`net-exporter ${VERSION} listening on ${address} (${scheme})`, {
     version: VERSION,
     address,
+    scheme,
+    basicAuth: (web?.config.users.size ?? 0) > 0,
     collectors: collectors.map((collector) => collector.name),
   });
 
@@ -102,7 +124,7 @@ function listen(
   address: HostPort,
   handler: (request: Request) => Promise<Response>,
   onListen: ((address: Deno.NetAddr) => void) | undefined,
-  options: HttpServerOptions,
+  options: HttpServerOptions & { readonly tls?: { cert: string; key: string } },
 ): HttpServer {
   let server: HttpServer;
   try {

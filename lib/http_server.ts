@@ -373,13 +373,20 @@ export class HttpServer {
   }
 }
 
-/** Listens on `hostname:port` and serves `handler` with the limits in `options`. */
+/**
+ * Listens on `hostname:port` (over TLS when `options.tls` holds a PEM
+ * certificate and key; the handshake happens on the first read, under the
+ * header deadline) and serves `handler` with the limits in `options`.
+ */
 export function serveHttp(
   address: { hostname: string; port: number },
   handler: (request: Request) => Promise<Response>,
-  options: HttpServerOptions = {},
+  options: HttpServerOptions & { readonly tls?: { cert: string; key: string } } = {},
 ): HttpServer {
-  return new HttpServer(Deno.listen({ ...address, transport: "tcp" }), handler, options);
+  const listener = options.tls
+    ? Deno.listenTls({ ...address, ...options.tls, transport: "tcp" })
+    : Deno.listen({ ...address, transport: "tcp" });
+  return new HttpServer(listener, handler, options);
 }
 
 function wantsKeepAlive(head: RequestHead): boolean {

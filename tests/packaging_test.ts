@@ -42,6 +42,7 @@ Deno.test("compile task: permissions are scoped, never --allow-all", () => {
     "/var/run/secrets/kubernetes.io/serviceaccount",
     "/run/secrets/kubernetes.io/serviceaccount",
     "/proc/self/limits",
+    "/etc/net-exporter",
   ]);
   const env = flags.find((flag) => flag.startsWith("--allow-env="))!.slice("--allow-env=".length)
     .split(",");

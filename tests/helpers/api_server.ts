@@ -86,7 +86,7 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 }
 
 /** A CA and a server certificate for `hostname` (an IP) signed by it, made with openssl. */
-async function makeCertificates(
+export async function makeCertificates(
   hostname: string,
 ): Promise<{ caPem: string; cert: string; key: string }> {
   const dir = await Deno.makeTempDir({ prefix: "api-server-tls-" });
