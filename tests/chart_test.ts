@@ -463,3 +463,49 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "chart: a web config Secret turns on TLS and basic auth, and the probes and ServiceMonitor follow",
+  ignore: !requires("chart: web config", HELM),
+  async fn() {
+    const manifests = await render(
+      "--set",
+      "webConfig.secretName=net-exporter-web",
+      "--set",
+      "webConfig.scheme=https",
+      "--set",
+      "serviceMonitor.enabled=true",
+      "--set",
+      "serviceMonitor.tlsConfig.serverName=net-exporter",
+      "--set",
+      "serviceMonitor.basicAuth.username.name=net-exporter-web",
+      "--set",
+      "serviceMonitor.basicAuth.username.key=user",
+    );
+    // deno-lint-ignore no-explicit-any
+    const pod = (only(manifests, "DaemonSet") as any).spec.template.spec;
+    const container = pod.containers[0];
+    assert.ok(container.args.includes("--web.config.file=/etc/net-exporter/web/web.yml"));
+    assert.deepEqual(container.volumeMounts, [
+      { name: "web-config", mountPath: "/etc/net-exporter/web", readOnly: true },
+    ]);
+    assert.deepEqual(pod.volumes, [
+      { name: "web-config", secret: { secretName: "net-exporter-web" } },
+    ]);
+    assert.equal(container.livenessProbe.httpGet.scheme, "HTTPS");
+    assert.equal(container.readinessProbe.httpGet.scheme, "HTTPS");
+    // deno-lint-ignore no-explicit-any
+    const endpoint = (only(manifests, "ServiceMonitor") as any).spec.endpoints[0];
+    assert.equal(endpoint.scheme, "https");
+    assert.deepEqual(endpoint.tlsConfig, { serverName: "net-exporter" });
+    assert.deepEqual(endpoint.basicAuth, { username: { name: "net-exporter-web", key: "user" } });
+
+    // Without it: plain HTTP, nothing mounted.
+    // deno-lint-ignore no-explicit-any
+    const plain = (only(await render(), "DaemonSet") as any).spec.template.spec;
+    assert.equal(plain.volumes, undefined);
+    assert.ok(!plain.containers[0].args.some((arg: string) => arg.startsWith("--web.config")));
+    assert.equal(plain.containers[0].livenessProbe.httpGet.scheme, "HTTP");
+  },
+});
