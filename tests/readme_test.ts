@@ -10,6 +10,7 @@ import { COLLECTORS } from "../collectors/mod.ts";
 import { createDiscoveryMetrics } from "../k8s/discovery.ts";
 import { parse } from "yaml";
 import { assert } from "./helpers/assert.ts";
+import { CHILD_ENV, requires } from "./helpers/requirements.ts";
 
 const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
 const chartReadme = await Deno.readTextFile(new URL("../chart/README.md", import.meta.url));
@@ -101,4 +102,39 @@ Deno.test("readme: at most 25 KB, and every relative link of the documents names
       assert.ok(stat, `${file} links to ${target}, which does not exist`);
     }
   }
+});
+
+const FIRST = "readme: the first command runs on a fresh machine as written";
+Deno.test({
+  name: `${FIRST}, and both its probes succeed`,
+  ignore: !requires(FIRST, { root: true, commands: ["unshare", "ip"] }),
+  async fn() {
+    const line = readme.split("\n").find((text) => text.startsWith("deno task start "));
+    assert.ok(line, "the README opens with deno task start");
+    const flags = line!.slice("deno task start ".length).split(" ").filter((word) => word !== "");
+    // In a network namespace of its own with only loopback up: nothing can leave the machine.
+    const output = await new Deno.Command("unshare", {
+      args: [
+        "--net",
+        "sh",
+        "-c",
+        'ip link set lo up && exec "$@"',
+        "sh",
+        Deno.execPath(),
+        "run",
+        "--allow-all",
+        new URL("./fixtures/first_command.ts", import.meta.url).pathname,
+        ...flags,
+      ],
+      env: CHILD_ENV,
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.ok(output.success, stderr);
+    const report = JSON.parse(new TextDecoder().decode(output.stdout));
+    assert.deepEqual(report.dns, [1], "localhost. resolved");
+    assert.deepEqual(report.network, [1], "its own port answered");
+  },
 });
