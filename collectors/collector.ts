@@ -12,6 +12,7 @@ import client from "prom-client";
 import { type Clock, deadline, systemClock } from "../lib/clock.ts";
 import { Scheduler } from "../lib/scheduler.ts";
 import { Semaphore } from "../lib/semaphore.ts";
+import { type PastProbe, TargetHistory } from "./history.ts";
 import { errorMessage, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** What a probe reports, stripped to what the collector records. */
@@ -41,6 +42,12 @@ export interface TargetStatus {
   readonly message?: string;
   /** Wall-clock time of the last result, in ms since the epoch. */
   readonly at?: number;
+  /** When the state last changed between up and down, ms since the epoch. */
+  readonly since?: number;
+  /** The last probes, oldest first (at most 30: see history.ts). */
+  readonly history?: readonly PastProbe[];
+  /** Failures since the target appeared, by reason. */
+  readonly failures?: Readonly<Record<string, number>>;
 }
 
 /** A collector as the rest of the exporter sees it. */
@@ -117,6 +124,7 @@ export class ProbeCollector implements Collector {
   readonly #scheduler: Scheduler;
   readonly #targets = new Map<string, ProbeTarget>();
   readonly #status = new Map<string, TargetStatus>();
+  readonly #history = new Map<string, TargetHistory>();
 
   readonly #warmUp: (signal: AbortSignal) => Promise<void>;
 
@@ -168,6 +176,7 @@ export class ProbeCollector implements Collector {
         for (const reason of this.#metrics.reasons) {
           this.#metrics.errors.inc({ ...target.labels, reason }, 0);
         }
+        this.#history.set(key, new TargetHistory());
         this.#status.set(key, {
           collector: this.name,
           title: target.title,
@@ -215,7 +224,16 @@ export class ProbeCollector implements Collector {
   }
 
   statuses(): TargetStatus[] {
-    return [...this.#status.values()];
+    return [...this.#status.entries()].map(([key, status]) => {
+      const history = this.#history.get(key);
+      if (!history) return status;
+      return {
+        ...status,
+        ...(history.since === undefined ? {} : { since: history.since }),
+        history: history.probes(),
+        failures: history.failures(),
+      };
+    });
   }
 
   /** Counts a failure of a part that feeds this collector (e.g. discovery) as an internal error. */
@@ -226,6 +244,7 @@ export class ProbeCollector implements Collector {
   #forget(key: string, target: ProbeTarget): void {
     this.#targets.delete(key);
     this.#status.delete(key);
+    this.#history.delete(key);
     this.#metrics.latency.remove(target.labels);
     this.#metrics.lastLatency.remove(target.labels);
     this.#metrics.success.remove(target.labels);
@@ -246,6 +265,7 @@ export class ProbeCollector implements Collector {
     if (!this.#targets.has(target.key)) return;
     const previous = this.#status.get(target.key);
     const at = Date.now();
+    this.#history.get(target.key)?.record(at, outcome);
     let status: TargetStatus;
     if (outcome.ok) {
       this.#metrics.latency.observe(target.labels, outcome.seconds);

@@ -6,24 +6,12 @@
  */
 
 import type client from "prom-client";
-// @ts-types="npm:@types/escape-html@1.0.4"
-import escape from "escape-html";
-import type { TargetStatus } from "../collectors/collector.ts";
-import type { DiscoveryHealth, PeerView } from "../k8s/discovery.ts";
+import { renderStatusPage, type StatusView } from "./status_page.ts";
 import { VERSION } from "./metrics.ts";
 import { Semaphore } from "../lib/semaphore.ts";
 
 /** A signal that never aborts: a scrape waiting for a render is bounded by the waiting line. */
 const NEVER = new AbortController().signal;
-
-/** What the status page shows. */
-export interface StatusView {
-  readonly flags: ReadonlyArray<readonly [string, string]>;
-  readonly targets: readonly TargetStatus[];
-  readonly peers?: readonly PeerView[];
-  /** Kubernetes discovery's state, when it runs. */
-  readonly discovery?: DiscoveryHealth;
-}
 
 /** What the handler reads. */
 export interface HttpState {
@@ -85,7 +73,7 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
         if ((request.headers.get("accept") ?? "").includes("application/json")) {
           return Response.json({ version: VERSION, ...view });
         }
-        return new Response(renderPage(view, state.telemetryPath), {
+        return new Response(renderStatusPage(view, state.telemetryPath, VERSION), {
           headers: { "content-type": "text/html; charset=utf-8" },
         });
       }
@@ -100,59 +88,6 @@ function plain(status: number, text: string): Response {
     status,
     headers: { "content-type": "text/plain; charset=utf-8" },
   });
-}
-
-/** Milliseconds with enough digits to compare with a reference tool. */
-export function formatSeconds(seconds: number | undefined): string {
-  return seconds === undefined ? "" : `${(seconds * 1000).toFixed(3)} ms`;
-}
-
-function renderPage(view: StatusView, telemetryPath: string): string {
-  const rows = view.targets.map((status) =>
-    `<tr class="${status.state}"><td>${escape(status.collector)}</td><td>${
-      escape(status.title)
-    }</td>` +
-    `<td>${status.state}</td><td>${formatSeconds(status.seconds)}</td>` +
-    `<td>${escape(status.reason ?? "")}</td><td>${escape(status.message ?? "")}</td>` +
-    `<td>${status.at ? new Date(status.at).toISOString() : ""}</td></tr>`
-  ).join("\n");
-  const health = view.discovery;
-  const discovery = health === undefined ? "" : `<h2>Kubernetes discovery</h2>
-<p class="${health.state === "failing" ? "down" : "up"}">${escape(health.state)}${
-    health.since ? ` since ${new Date(health.since).toISOString()}` : ""
-  }${health.error ? `: ${escape(health.error)}` : ""}</p>`;
-  const peers = view.peers === undefined ? "" : `<h2>Discovered peers</h2>
-<table><tr><th>Pod</th><th>Node</th><th>Addresses</th><th>Probed by this pod</th></tr>
-${
-    view.peers.map((peer) =>
-      `<tr><td>${escape(peer.name)}</td><td>${escape(peer.node)}</td><td>${
-        escape(peer.addresses.join(", "))
-      }</td><td>${peer.selected ? "yes" : "no"}</td></tr>`
-    ).join("\n")
-  }
-</table>`;
-  const flags = view.flags.map(([name, value]) =>
-    `<tr><td>--${escape(name)}</td><td>${escape(value)}</td></tr>`
-  )
-    .join("\n");
-  return `<!doctype html>
-<html><head><meta charset="utf-8"><title>net-exporter</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}.down{background:#fdd}.up{background:#efe}</style>
-</head><body>
-<h1>net-exporter ${escape(VERSION)}</h1>
-<p><a href="${
-    escape(telemetryPath)
-  }">Metrics</a> · <a href="/healthz">Health</a> · <a href="/readyz">Readiness</a></p>
-<h2>Targets</h2>
-<table><tr><th>Collector</th><th>Target</th><th>State</th><th>Last latency</th><th>Reason</th><th>Error</th><th>At</th></tr>
-${rows}
-</table>
-${discovery}
-${peers}
-<h2>Configuration</h2>
-<table>${flags}</table>
-</body></html>
-`;
 }
 
 /**
@@ -175,3 +110,6 @@ async function renderYielding(registry: client.Registry): Promise<string> {
   }
   return families.join("\n\n") + "\n";
 }
+
+export { formatSeconds } from "./status_page.ts";
+export type { StatusView };

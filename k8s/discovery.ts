@@ -29,7 +29,7 @@ import {
   loadClusterConfig,
   SERVICE_ACCOUNT_DIR,
 } from "./client.ts";
-import { selectNeighbours } from "./neighbours.ts";
+import { probersOf, selectNeighbours } from "./neighbours.ts";
 import { isLoopback, isPeer, type PodRecord, unicastAddress } from "./pods.ts";
 import { PodWatcher, type WatcherOptions } from "./watcher.ts";
 
@@ -55,7 +55,10 @@ export interface PeerView {
   readonly name: string;
   readonly node: string;
   readonly addresses: readonly string[];
+  /** This pod probes it. */
   readonly selected: boolean;
+  /** It probes this pod (its node has this pod's node among its ring neighbours); unknown without this pod's node. */
+  readonly probesThisPod?: boolean;
 }
 
 /** Who this pod is, from the downward API (never from dialling out). */
@@ -370,12 +373,17 @@ export class Discovery {
 
   /** Discovered peers for the status page. */
   peers(): PeerView[] {
+    const { discovered, selfNode } = this.#selection;
     const selected = new Set(this.#selection.selected);
-    return this.#selection.discovered.map((pod) => ({
+    const probers = selfNode === undefined
+      ? undefined
+      : probersOf(selfNode, discovered.map((pod) => pod.node), this.#settings.maxPeers);
+    return discovered.map((pod) => ({
       name: pod.name,
       node: pod.node,
       addresses: pod.ips,
       selected: selected.has(pod),
+      ...(probers ? { probesThisPod: probers.has(pod.node) } : {}),
     }));
   }
 

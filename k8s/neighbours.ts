@@ -51,3 +51,19 @@ export function selectNeighbours(
   const at = ordered.indexOf(self);
   return Array.from({ length: count }, (_, step) => ordered[(at + 1 + step) % ordered.length]!);
 }
+
+/**
+ * The nodes among `nodes` that probe `self`: those with `self` among their
+ * next `maxPeers` on the ring, i.e. the `maxPeers` before it (0: every node).
+ */
+export function probersOf(self: string, nodes: Iterable<string>, maxPeers: number): Set<string> {
+  const ordered = ring([self, ...nodes]);
+  const others = ordered.length - 1;
+  const count = maxPeers === 0 ? others : Math.min(maxPeers, others);
+  const at = ordered.indexOf(self);
+  const probers = new Set<string>();
+  for (let step = 1; step <= count; step++) {
+    probers.add(ordered[(at - step + ordered.length) % ordered.length]!);
+  }
+  return probers;
+}

@@ -96,11 +96,20 @@ Deno.test("http: status page as HTML (escaped) and as JSON", async () => {
   collector.start();
   await clock.tick(1_000);
   const html = await (await handler(get("/"))).text();
-  assert.match(html, /<td>127\.0\.0\.1:8000<\/td><td>up<\/td><td>\d+\.\d{3} ms<\/td>/);
-  assert.ok(html.includes("&lt;script&gt;") && !html.includes("<script>"));
+  assert.match(
+    html,
+    /<td>127\.0\.0\.1:8000<\/td><td class="state">up<\/td><td>\d+s ago<\/td><td class="num">\d+\.\d{3} ms<\/td>/,
+  );
+  // The hostile flag value shows as text; the only script is the page's own refresher.
+  assert.ok(html.includes("&lt;script&gt;"));
+  assert.equal(html.split("<script>").length, 2);
+  assert.match(html, /<svg class="spark"/, "a sparkline of the last probes");
+  assert.match(html, /<span class="up">1 up<\/span>/);
   const json = await (await handler(get("/", { accept: "application/json" }))).json();
   assert.equal(json.targets[0].state, "up");
   assert.equal(typeof json.targets[0].seconds, "number");
+  assert.equal(json.targets[0].history.length, 1);
+  assert.equal(typeof json.targets[0].since, "number");
   await collector.stop();
 });
 

@@ -1,6 +1,6 @@
 /** The neighbour ring's four properties, checked on many cluster sizes. */
 
-import { ring, selectNeighbours } from "../k8s/neighbours.ts";
+import { probersOf, ring, selectNeighbours } from "../k8s/neighbours.ts";
 import { peerEndpoints, selectPeers } from "../k8s/discovery.ts";
 import { isPeer, type PodRecord, toPodRecord } from "../k8s/pods.ts";
 import { assert } from "./helpers/assert.ts";
@@ -197,4 +197,20 @@ Deno.test("peers: this pod in IPv4-mapped form is still this pod; loopback only 
     0,
   );
   assert.deepEqual(onOneHost.selected.map((peer) => peer.name), ["y"]);
+});
+
+Deno.test("neighbours: the nodes that probe a node are exactly those whose ring neighbours include it", () => {
+  for (
+    const [count, maxPeers] of [[1, 10], [2, 10], [7, 3], [50, 10], [50, 0], [200, 5]] as const
+  ) {
+    const nodes = Array.from({ length: count }, (_, index) => `node-${index}`);
+    for (const self of nodes.slice(0, 10)) {
+      const others = nodes.filter((node) => node !== self);
+      const probers = probersOf(self, others, maxPeers);
+      const expected = others.filter((node) =>
+        selectNeighbours(node, nodes.filter((other) => other !== node), maxPeers).includes(self)
+      );
+      assert.deepEqual([...probers].sort(), expected.sort(), `${count} nodes, K=${maxPeers}`);
+    }
+  }
 });

@@ -89,7 +89,7 @@ Deno.test({
     const page = await get(`${exporter.url}/`);
     assert.match(
       page.body,
-      /slow\.test\. A via 127\.0\.0\.1:\d+\/udp<\/td><td>up<\/td><td>4\d\.\d{3} ms/,
+      /slow\.test\. A via 127\.0\.0\.1:\d+\/udp<\/td><td class="state">up<\/td><td>[^<]*<\/td><td class="num">4\d\.\d{3} ms/,
     );
 
     // State changes are logged once each, not once per probe.
