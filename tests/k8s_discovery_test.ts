@@ -305,7 +305,7 @@ Deno.test({
     assert.equal((await get(`${exporter.url}/healthz`)).status, 200, "alive");
     assert.equal((await get(`${exporter.url}/readyz`)).status, 503, "not ready without peers");
     const page = await get(`${exporter.url}/`);
-    assert.match(page.body, /failing since .*no complete answer within 1s/);
+    assert.match(page.body, /failing for .*no complete answer within 1s/);
 
     relay.blackHole = false;
     await waitUntilReady(exporter, 20_000);
