@@ -89,11 +89,11 @@ Deno.test({
     assert.deepEqual(pod.tolerations, [{ operator: "Exists" }], "tolerates every taint");
     // None by default: a critical class outside kube-system gets no pod on quota-limited clusters.
     assert.equal(pod.priorityClassName, undefined);
-    // deno-lint-ignore no-explicit-any
-    const critical =
-      (only(await render("--set", "priorityClassName=system-node-critical"), "DaemonSet") as any)
-        .spec.template.spec;
-    assert.equal(critical.priorityClassName, "system-node-critical");
+    const critical = only(
+      await render("--set", "priorityClassName=system-node-critical"),
+      "DaemonSet",
+    ) as { spec: { template: { spec: { priorityClassName?: string } } } };
+    assert.equal(critical.spec.template.spec.priorityClassName, "system-node-critical");
     assert.equal(daemonSet.spec.updateStrategy.type, "RollingUpdate");
     assert.equal(daemonSet.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
     assert.ok(

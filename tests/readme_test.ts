@@ -10,7 +10,8 @@ import { COLLECTORS } from "../collectors/mod.ts";
 import { createDiscoveryMetrics } from "../k8s/discovery.ts";
 import { parse } from "yaml";
 import { assert } from "./helpers/assert.ts";
-import { CHILD_ENV, requires } from "./helpers/requirements.ts";
+import { runIsolatedJson } from "./helpers/namespaces.ts";
+import { requires } from "./helpers/requirements.ts";
 
 const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
 const chartReadme = await Deno.readTextFile(new URL("../chart/README.md", import.meta.url));
@@ -113,27 +114,17 @@ Deno.test({
     assert.ok(line, "the README opens with deno task start");
     const flags = line!.slice("deno task start ".length).split(" ").filter((word) => word !== "");
     // In a network namespace of its own with only loopback up: nothing can leave the machine.
-    const output = await new Deno.Command("unshare", {
-      args: [
-        "--net",
-        "sh",
-        "-c",
-        'ip link set lo up && exec "$@"',
-        "sh",
+    const report = await runIsolatedJson({
+      unshare: ["--net"],
+      setup: "ip link set lo up",
+      command: [
         Deno.execPath(),
         "run",
         "--allow-all",
         new URL("./fixtures/first_command.ts", import.meta.url).pathname,
         ...flags,
       ],
-      env: CHILD_ENV,
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(60_000),
-    }).output();
-    const stderr = new TextDecoder().decode(output.stderr);
-    assert.ok(output.success, stderr);
-    const report = JSON.parse(new TextDecoder().decode(output.stdout));
+    }) as { dns: number[]; network: number[] };
     assert.deepEqual(report.dns, [1], "localhost. resolved");
     assert.deepEqual(report.network, [1], "its own port answered");
   },

@@ -5,7 +5,8 @@
  */
 
 import { assert, assertNear } from "./helpers/assert.ts";
-import { CHILD_ENV, requires } from "./helpers/requirements.ts";
+import { runIsolatedJson } from "./helpers/namespaces.ts";
+import { requires } from "./helpers/requirements.ts";
 
 const NAME = "system resolver path: latency, search list, notfound and timeout (own namespace)";
 
@@ -19,20 +20,17 @@ Deno.test({
         resolvConf,
         "nameserver 127.0.0.1\nsearch cluster.test\noptions ndots:2 timeout:1 attempts:1\n",
       );
-      const script = `ip link set lo up && mount --bind "${resolvConf}" /etc/resolv.conf && ` +
-        `exec "${Deno.execPath()}" run -A "${
-          new URL("./fixtures/system_dns_probe.ts", import.meta.url).pathname
-        }"`;
-      const output = await new Deno.Command("unshare", {
-        args: ["--mount", "--net", "--fork", "sh", "-c", script],
-        env: CHILD_ENV,
-        stdout: "piped",
-        stderr: "piped",
-        signal: AbortSignal.timeout(60_000),
-      }).output();
-      const stderr = new TextDecoder().decode(output.stderr);
-      assert.ok(output.success, stderr);
-      const results = JSON.parse(new TextDecoder().decode(output.stdout));
+      // deno-lint-ignore no-explicit-any
+      const results: any = await runIsolatedJson({
+        unshare: ["--mount", "--net", "--fork"],
+        setup: `ip link set lo up && mount --bind "${resolvConf}" /etc/resolv.conf`,
+        command: [
+          Deno.execPath(),
+          "run",
+          "-A",
+          new URL("./fixtures/system_dns_probe.ts", import.meta.url).pathname,
+        ],
+      });
       const slow = results.slow as Array<{ ok: boolean; seconds: number }>;
       assert.ok(slow.every((result) => result.ok));
       // The server holds each answer 40 ms, so no lookup can be faster; a typical one is not much
