@@ -20,6 +20,7 @@
  * @module
  */
 
+import { gzipSync } from "node:zlib";
 import { writeAll } from "./io.ts";
 
 /** Limits of one server; every field has a default for an exporter. */
@@ -454,7 +455,17 @@ function reasonPhrase(status: number): string {
   return REASONS[status] ?? "Status";
 }
 
+/**
+ * Up to this size a body is gzipped in one synchronous call (node:zlib at
+ * level 1: about 0.02 ms for a 22 KB exposition, against 0.1 ms through a
+ * CompressionStream, which made a busy scraper's throughput a third of
+ * Deno.serve's); larger ones stream, so a 10 MB exposition does not hold the
+ * event loop in one piece.
+ */
+const GZIP_AT_ONCE_BYTES = 1024 * 1024;
+
 async function gzip(body: Uint8Array): Promise<Uint8Array> {
+  if (body.length <= GZIP_AT_ONCE_BYTES) return gzipSync(body, { level: 1 });
   const stream = new Blob([body as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
     new CompressionStream("gzip"),
   );
