@@ -23,6 +23,7 @@ import {
   probeDns,
   RECORD_TYPES,
   type RecordType,
+  STRAY_REASONS,
   warmUpDns,
 } from "./probe_dns.ts";
 import { probeSystemDns, type SystemDnsProbeOptions } from "./probe_dns_system.ts";
@@ -215,7 +216,7 @@ export class DnsCollector extends ProbeCollector {
       labelNames: ["reason"],
       registers: [registry],
     });
-    for (const reason of ["sender", "malformed", "id", "not_response", "question"]) {
+    for (const reason of STRAY_REASONS) {
       strays.inc({ reason }, 0);
     }
     const direct: DnsProbeOptions = {

@@ -54,7 +54,8 @@ export type DnsProbeResult =
   | { readonly ok: false; readonly reason: DnsErrorReason; readonly message: string };
 
 /** Why a datagram or TCP message was not taken as the answer (see {@link DnsProbeOptions.onStray}). */
-export type StrayReason = "sender" | "malformed" | "id" | "not_response" | "question";
+export const STRAY_REASONS = ["sender", "malformed", "id", "not_response", "question"] as const;
+export type StrayReason = typeof STRAY_REASONS[number];
 
 /** Side effects, injectable for tests. */
 export interface DnsProbeOptions {
@@ -268,13 +269,9 @@ const exchangeTcp: Exchange = async (server, query, asked, { now, onStray }, sig
   const closeOnAbort = () => conn.close();
   signal.addEventListener("abort", closeOnAbort, { once: true });
   try {
-    const framed = new Uint8Array(query.length + 2);
-    new DataView(framed.buffer).setUint16(0, query.length);
-    framed.set(query, 2);
-    await writeAll(conn, framed);
+    await writeTcpMessage(conn, query);
     for (;;) {
-      const header = await readExactly(conn, 2);
-      const body = await readExactly(conn, new DataView(header.buffer).getUint16(0));
+      const body = await readTcpMessage(conn);
       const seconds = (now() - startedAt) / 1000;
       const answer = answerTo(body, asked);
       if (typeof answer !== "string") return { response: answer, seconds };
@@ -285,6 +282,20 @@ const exchangeTcp: Exchange = async (server, query, asked, { now, onStray }, sig
     if (!signal.aborted) conn.close();
   }
 };
+
+/** Writes one DNS message over TCP: its length in two bytes, then the message (RFC 1035 4.2.2). */
+export async function writeTcpMessage(conn: Deno.Conn, message: Uint8Array): Promise<void> {
+  const framed = new Uint8Array(message.length + 2);
+  new DataView(framed.buffer).setUint16(0, message.length);
+  framed.set(message, 2);
+  await writeAll(conn, framed);
+}
+
+/** Reads one DNS message over TCP, as {@link writeTcpMessage} writes it. */
+export async function readTcpMessage(conn: Deno.Conn): Promise<Uint8Array> {
+  const length = new DataView((await readExactly(conn, 2)).buffer).getUint16(0);
+  return await readExactly(conn, length);
+}
 
 /** Lookups per protocol that {@link warmUpDns} makes. */
 const WARM_UP_LOOKUPS = 3;
@@ -319,12 +330,7 @@ export async function warmUpDns(
     try {
       for await (const conn of tcp) {
         try {
-          const length = new DataView((await readExactly(conn, 2)).buffer).getUint16(0);
-          const answer = mirror(await readExactly(conn, length));
-          const framed = new Uint8Array(answer.length + 2);
-          new DataView(framed.buffer).setUint16(0, answer.length);
-          framed.set(answer, 2);
-          await writeAll(conn, framed);
+          await writeTcpMessage(conn, mirror(await readTcpMessage(conn)));
         } catch {
           /* the prober left */
         } finally {

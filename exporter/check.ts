@@ -8,7 +8,7 @@
 import type { TargetStatus } from "../collectors/collector.ts";
 import type { CommonSettings } from "./cli.ts";
 import { describeError } from "../lib/errors.ts";
-import { formatSeconds } from "./http.ts";
+import { formatSeconds } from "./status_page.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
 

@@ -8,6 +8,7 @@
 import type client from "prom-client";
 import { renderStatusPage, type StatusView } from "./status_page.ts";
 import { VERSION } from "./metrics.ts";
+import { plain } from "../lib/http_server.ts";
 import { Semaphore } from "../lib/semaphore.ts";
 
 /** A signal that never aborts: a scrape waiting for a render is bounded by the waiting line. */
@@ -37,10 +38,7 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
   let waiting = 0;
   const renderBounded = async (): Promise<Response> => {
     if (waiting >= MAX_WAITING_RENDERS) {
-      return new Response("Too many scrapes at once\n", {
-        status: 503,
-        headers: { "retry-after": "1", "content-type": "text/plain; charset=utf-8" },
-      });
+      return plain(503, "Too many scrapes at once", { "retry-after": "1" });
     }
     waiting++;
     try {
@@ -58,7 +56,7 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
   };
   return async (request) => {
     if (request.method !== "GET" && request.method !== "HEAD") {
-      return new Response("Method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+      return plain(405, "Method not allowed", { allow: "GET, HEAD" });
     }
     const { pathname } = new URL(request.url);
     switch (pathname) {
@@ -83,13 +81,6 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
   };
 }
 
-function plain(status: number, text: string): Response {
-  return new Response(`${text}\n`, {
-    status,
-    headers: { "content-type": "text/plain; charset=utf-8" },
-  });
-}
-
 /**
  * The registry's text, one metric family at a time, giving the event loop a
  * turn whenever rendering has held it for 4 ms: thousands of series rendered
@@ -110,6 +101,3 @@ async function renderYielding(registry: client.Registry): Promise<string> {
   }
   return families.join("\n\n") + "\n";
 }
-
-export { formatSeconds } from "./status_page.ts";
-export type { StatusView };

@@ -9,6 +9,7 @@
  */
 
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { formatHostPort } from "./address.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 
 /** A combination of flags that cannot work together; reported like a bad flag, exit 2. */
@@ -97,8 +98,7 @@ class TypedFlag<T> implements Flag<T> {
 function shownValue(value: unknown): string {
   if (Array.isArray(value)) return value.map(shownValue).join(",");
   if (value !== null && typeof value === "object" && "hostname" in value && "port" in value) {
-    const { hostname, port } = value;
-    return String(hostname).includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+    return formatHostPort({ hostname: String(value.hostname), port: Number(value.port) });
   }
   return String(value);
 }

@@ -432,10 +432,15 @@ function headEnd(bytes: Uint8Array): number {
   return -1;
 }
 
-function plain(status: number, text: string): Response {
+/** A one-line plain-text answer, with any further headers. */
+export function plain(
+  status: number,
+  text: string,
+  headers: Readonly<Record<string, string>> = {},
+): Response {
   return new Response(`${text}\n`, {
     status,
-    headers: { "content-type": "text/plain; charset=utf-8" },
+    headers: { "content-type": "text/plain; charset=utf-8", ...headers },
   });
 }
 

@@ -14,6 +14,7 @@
 import bcrypt from "bcryptjs";
 import { dirname, isAbsolute, join } from "node:path";
 import { parse as parseYaml } from "yaml";
+import { plain } from "./http_server.ts";
 
 /** A checked web configuration. */
 export interface WebConfig {
@@ -223,10 +224,7 @@ export function withWebConfig(
     if (!auth && config.users.size > 0) auths.set(config, auth = new BasicAuth(config.users));
     let response: Response;
     if (auth && !open.includes(new URL(request.url).pathname) && !(await auth.allows(request))) {
-      response = new Response("Unauthorized\n", {
-        status: 401,
-        headers: { "www-authenticate": 'Basic realm="net-exporter"' },
-      });
+      response = plain(401, "Unauthorized", { "www-authenticate": 'Basic realm="net-exporter"' });
     } else {
       response = await handler(request);
     }

@@ -50,6 +50,21 @@ const pod = (name: string) => ({
 const listAnswer = (items = [pod("a")], more = "") =>
   Response.json({ metadata: { resourceVersion: "5", continue: more }, items });
 
+/**
+ * A body that never ends: 64 KiB of `byte` each time it is read, each chunk
+ * reported to `onChunk` so a test can tell how much was taken.
+ */
+function endlessBody(byte: number, onChunk: (bytes: number) => void): Response {
+  return new Response(
+    new ReadableStream({
+      pull(controller) {
+        onChunk(65_536);
+        controller.enqueue(new Uint8Array(65_536).fill(byte));
+      },
+    }),
+  );
+}
+
 const isWatch = (path: string) => path.includes("watch=1");
 
 function watcherWith(client: ApiClient, options: Partial<WatcherOptions> = {}) {
@@ -130,16 +145,7 @@ Deno.test("hostile API: a page larger than its cap is not read to the end", asyn
   let served = 0;
   const client = fakeClient((path, signal) => {
     if (isWatch(path)) return blackHole(path, signal);
-    return Promise.resolve(
-      new Response(
-        new ReadableStream({
-          pull(controller) {
-            served += 65_536;
-            controller.enqueue(new Uint8Array(65_536).fill(0x20));
-          },
-        }),
-      ),
-    );
+    return Promise.resolve(endlessBody(0x20, (bytes) => (served += bytes)));
   });
   const { watcher, failures } = watcherWith(client, { maxPageBytes: 1_000_000 });
   watcher.start();
@@ -157,16 +163,7 @@ Deno.test("hostile API: a watch line that never ends is cut at its cap, then the
   const client = fakeClient((path) => {
     if (!isWatch(path)) return Promise.resolve(listAnswer());
     const stream = streamed.push(0) - 1;
-    return Promise.resolve(
-      new Response(
-        new ReadableStream({
-          pull(controller) {
-            streamed[stream]! += 65_536;
-            controller.enqueue(new Uint8Array(65_536).fill(0x78));
-          },
-        }),
-      ),
-    );
+    return Promise.resolve(endlessBody(0x78, (bytes) => (streamed[stream]! += bytes)));
   });
   const { watcher, failures } = watcherWith(client, { maxLineBytes: 1_000_000 });
   watcher.start();

@@ -8,6 +8,7 @@ import { Buffer } from "node:buffer";
 import dgram from "node:dgram";
 // @ts-types="npm:@types/dns-packet@5.6.5"
 import dnsPacket from "dns-packet";
+import { readTcpMessage, writeTcpMessage } from "../../collectors/probe_dns.ts";
 
 /** How the server answers one question. */
 export interface Behaviour {
@@ -169,24 +170,16 @@ export async function startDnsServer(
   const serveConn = async (conn: Deno.Conn) => {
     conns.add(conn);
     try {
-      const header = new Uint8Array(2);
-      if (await conn.read(header) !== 2) return;
-      const body = new Uint8Array(new DataView(header.buffer).getUint16(0));
-      let filled = 0;
-      while (filled < body.length) {
-        const read = await conn.read(body.subarray(filled));
-        if (read === null) return;
-        filled += read;
-      }
+      const body = await readTcpMessage(conn);
       const query = dnsPacket.decode(Buffer.from(body));
       const [behaviour, response] = answer(query, "tcp");
-      if (behaviour.forge) await conn.write(frame(forgery(query, body, behaviour)));
+      if (behaviour.forge) await writeTcpMessage(conn, forgery(query, body, behaviour));
       if (!response) {
         await conn.read(new Uint8Array(1)); // hold the connection open until the client leaves
         return;
       }
       if (behaviour.delayMs) await sleep(behaviour.delayMs, closing.signal);
-      await conn.write(frame(response));
+      await writeTcpMessage(conn, response);
     } catch {
       // the client went away first; nothing to answer
     } finally {
@@ -208,14 +201,6 @@ export async function startDnsServer(
   })();
   pending.add(acceptLoop);
   return server;
-}
-
-/** A DNS message with the two-byte length TCP puts before it. */
-function frame(message: Uint8Array): Uint8Array {
-  const framed = new Uint8Array(message.length + 2);
-  new DataView(framed.buffer).setUint16(0, message.length);
-  framed.set(message, 2);
-  return framed;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
