@@ -17,7 +17,12 @@ import { errorMessage, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** What a probe reports, stripped to what the collector records. */
 export type ProbeOutcome =
-  | { readonly ok: true; readonly seconds: number }
+  | {
+    readonly ok: true;
+    readonly seconds: number;
+    /** Further figures of a success, by name (see {@link ProbeMetricsSpec.readings}). */
+    readonly readings?: Readonly<Record<string, number>>;
+  }
   | { readonly ok: false; readonly reason: string; readonly message: string };
 
 /** One thing to probe. Two targets with the same key are the same target. */
@@ -38,6 +43,11 @@ export interface TargetStatus {
   readonly labels: Readonly<Record<string, string>>;
   readonly state: "pending" | "up" | "down";
   readonly seconds?: number;
+  /**
+   * Further figures of the last success, e.g. an NTP server's clock offset;
+   * a name ending in "Seconds" is a duration.
+   */
+  readonly readings?: Readonly<Record<string, number>>;
   readonly reason?: string;
   readonly message?: string;
   /** Wall-clock time of the last result, in ms since the epoch. */
@@ -113,6 +123,11 @@ export interface ProbeMetrics {
   readonly internalErrors: client.Counter<string>;
   /** Every `reason` label value, so each target's error series exist at 0 from the start. */
   readonly reasons: readonly string[];
+  /**
+   * A gauge per further figure of a success, by reading name; set from each
+   * success and, like `lastLatency`, removed while the target fails.
+   */
+  readonly readings: Readonly<Record<string, client.Gauge<string>>>;
 }
 
 /** The generic collector: owns metrics and state for a changing set of targets. */
@@ -248,6 +263,7 @@ export class ProbeCollector implements Collector {
     this.#metrics.latency.remove(target.labels);
     this.#metrics.lastLatency.remove(target.labels);
     this.#metrics.success.remove(target.labels);
+    for (const gauge of Object.values(this.#metrics.readings)) gauge.remove(target.labels);
     for (const reason of this.#metrics.reasons) {
       this.#metrics.errors.remove({ ...target.labels, reason });
     }
@@ -271,17 +287,24 @@ export class ProbeCollector implements Collector {
       this.#metrics.latency.observe(target.labels, outcome.seconds);
       this.#metrics.lastLatency.set(target.labels, outcome.seconds);
       this.#metrics.success.set(target.labels, 1);
+      for (const [name, gauge] of Object.entries(this.#metrics.readings)) {
+        const value = outcome.readings?.[name];
+        if (value === undefined) gauge.remove(target.labels);
+        else gauge.set(target.labels, value);
+      }
       status = {
         collector: this.name,
         title: target.title,
         labels: target.labels,
         state: "up",
         seconds: outcome.seconds,
+        ...(outcome.readings ? { readings: outcome.readings } : {}),
         at,
       };
     } else {
       this.#metrics.errors.inc({ ...target.labels, reason: outcome.reason });
       this.#metrics.lastLatency.remove(target.labels);
+      for (const gauge of Object.values(this.#metrics.readings)) gauge.remove(target.labels);
       this.#metrics.success.set(target.labels, 0);
       status = {
         collector: this.name,
@@ -343,9 +366,11 @@ export interface ProbeMetricsSpec {
   };
   /** Help of `<prefix>_error_total`. */
   readonly internalHelp: string;
+  /** Further figures of a success: reading name → its gauge's name and help. */
+  readonly readings?: Readonly<Record<string, { readonly name: string; readonly help: string }>>;
 }
 
-/** Builds a probe collector's metrics in `registry`, the same five for every collector. */
+/** Builds a probe collector's metrics in `registry`: the same five for every collector, and its readings. */
 export function createProbeMetrics(
   registry: client.Registry,
   spec: ProbeMetricsSpec,
@@ -385,5 +410,11 @@ export function createProbeMetrics(
       registers,
     }),
     reasons: spec.errors.reasons,
+    readings: Object.fromEntries(
+      Object.entries(spec.readings ?? {}).map(([reading, { name, help }]) => [
+        reading,
+        new client.Gauge({ name, help, labelNames, registers }),
+      ]),
+    ),
   };
 }

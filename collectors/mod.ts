@@ -8,6 +8,7 @@ import { type Flag, type FlagValues, switchFlag } from "../lib/flags.ts";
 import type { Collector, CollectorContext } from "./collector.ts";
 import { configureDns, DNS_FLAGS, DnsCollector } from "./dns.ts";
 import { configureNetwork, NETWORK_FLAGS, NetworkCollector } from "./network.ts";
+import { configureNtp, NTP_FLAGS, NtpCollector } from "./ntp.ts";
 
 /** A collector whose flags were read and checked: ready to build. */
 export interface ConfiguredCollector {
@@ -27,23 +28,27 @@ export interface CollectorDefinition {
   readonly flags: readonly Flag<unknown>[];
   /**
    * Reads and checks the flags; throws a `FlagError` first, so that bad flags
-   * stop the program before anything starts.
+   * stop the program before anything starts. Undefined when the flags leave
+   * the collector nothing to do (NTP without servers): it is then not built.
    */
-  configure(values: FlagValues): ConfiguredCollector;
+  configure(values: FlagValues): ConfiguredCollector | undefined;
 }
 
 function definition(
   name: string,
   description: string,
   flags: readonly Flag<unknown>[],
-  configure: (values: FlagValues) => Omit<ConfiguredCollector, "name">,
+  configure: (values: FlagValues) => Omit<ConfiguredCollector, "name"> | undefined,
 ): CollectorDefinition {
   return {
     name,
     description,
     enabled: switchFlag(`collector.${name}`, `Run the ${name} collector: ${description}`),
     flags,
-    configure: (values) => ({ name, ...configure(values) }),
+    configure: (values) => {
+      const configured = configure(values);
+      return configured && { name, ...configured };
+    },
   };
 }
 
@@ -65,6 +70,19 @@ export const COLLECTORS: readonly CollectorDefinition[] = [
       return {
         concurrency: config.concurrency,
         create: (context) => new NetworkCollector(config, context),
+      };
+    },
+  ),
+  definition(
+    "ntp",
+    "NTP round trip and this node's clock offset, once --ntp.servers names a server",
+    NTP_FLAGS,
+    (values) => {
+      const config = configureNtp(values);
+      if (config.servers.length === 0) return undefined;
+      return {
+        concurrency: config.concurrency,
+        create: (context) => new NtpCollector(config, context),
       };
     },
   ),

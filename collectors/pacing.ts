@@ -59,6 +59,8 @@ export function pacingFlags(
     readonly timeout: string;
     readonly concurrency: number;
     readonly histogram: string;
+    /** The histogram's default buckets; {@link DEFAULT_BUCKETS} unless given. */
+    readonly buckets?: readonly number[];
   },
 ): PacingFlags {
   const interval = durationFlag(
@@ -79,7 +81,7 @@ export function pacingFlags(
   const buckets = bucketsFlag(
     `${name}.buckets`,
     `Upper bounds of ${defaults.histogram} buckets`,
-    DEFAULT_BUCKETS,
+    defaults.buckets ?? DEFAULT_BUCKETS,
   );
   return {
     flags: [interval, timeout, concurrency, buckets],

@@ -42,7 +42,7 @@ export interface TcpProbeOptions {
 }
 
 /** Resolves a name to its first A record, else its first AAAA record. */
-async function resolveFirstAddress(name: string, signal: AbortSignal): Promise<string> {
+export async function resolveFirstAddress(name: string, signal: AbortSignal): Promise<string> {
   for (const type of ["A", "AAAA"] as const) {
     try {
       const [address] = await Deno.resolveDns(name, type, { signal });

@@ -8,7 +8,7 @@
 import type { TargetStatus } from "../collectors/collector.ts";
 import type { CommonSettings } from "./cli.ts";
 import { describeError } from "../lib/errors.ts";
-import { formatSeconds } from "./status_page.ts";
+import { formatReadings, formatSeconds } from "./status_page.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
 
@@ -20,6 +20,8 @@ export interface CheckRow {
   readonly latency_seconds: number | null;
   readonly reason: string;
   readonly message: string;
+  /** Further figures of a success (an NTP server's clock offset, …); a name ending in "Seconds" is seconds. */
+  readonly readings: Readonly<Record<string, number>>;
   readonly labels: Readonly<Record<string, string>>;
 }
 
@@ -32,20 +34,23 @@ export function checkRows(statuses: readonly TargetStatus[]): CheckRow[] {
     latency_seconds: status.seconds ?? null,
     reason: status.reason ?? (status.state === "pending" ? "not probed" : ""),
     message: status.message ?? "",
+    readings: status.readings ?? {},
     labels: status.labels,
   }));
 }
 
-/** Formats rows as an aligned text table. */
+/** Formats rows as an aligned text table; a DETAIL column when a success has further figures. */
 export function formatTable(rows: readonly CheckRow[]): string {
+  const detailed = rows.some((row) => Object.keys(row.readings).length > 0);
   const cells = [
-    ["COLLECTOR", "TARGET", "RESULT", "LATENCY", "REASON"],
+    ["COLLECTOR", "TARGET", "RESULT", "LATENCY", "REASON", ...(detailed ? ["DETAIL"] : [])],
     ...rows.map((row) => [
       row.collector,
       row.target,
       row.result,
       row.latency_seconds === null ? "-" : formatSeconds(row.latency_seconds),
       row.reason || "-",
+      ...(detailed ? [formatReadings(row.readings) || "-"] : []),
     ]),
   ];
   const widths = cells[0]!.map((_, column) =>
@@ -70,7 +75,7 @@ export async function check(
     await Promise.all(collectors.map((collector) => collector.stop()));
     writeErr(
       "error: Cannot check: current configuration has nothing to probe (give --network.targets, " +
-        "--dns.hosts with the DNS collector on, or a Kubernetes configuration)\n",
+        "--dns.hosts with the DNS collector on, --ntp.servers, or a Kubernetes configuration)\n",
     );
     return 2;
   }

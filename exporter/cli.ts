@@ -133,7 +133,8 @@ async function settingsOf(
   const values = readFlags(command, flags, env);
   const collectors = COLLECTORS
     .filter((collector) => collector.enabled.read(values))
-    .map((collector) => collector.configure(values));
+    .map((collector) => collector.configure(values))
+    .filter((collector) => collector !== undefined);
   const networkOn = collectors.some((collector) => collector.name === "network");
   const mode = DISCOVERY_MODE.read(values);
   if (!networkOn && mode === "on") {

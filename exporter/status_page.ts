@@ -79,6 +79,18 @@ export function sparkline(history: readonly PastProbe[]): string {
   }${points.length > 0 ? `<polyline points="${points.join(" ")}"/>` : ""}</svg>`;
 }
 
+/** A success's further figures in words, e.g. "offset 250.012 ms · stratum 2". */
+export function formatReadings(readings: Readonly<Record<string, number>> | undefined): string {
+  return Object.entries(readings ?? {}).map(([name, value]) => {
+    const seconds = name.endsWith("Seconds");
+    const words = name.replace(/Seconds$/, "").replace(
+      /[A-Z]/g,
+      (letter) => ` ${letter.toLowerCase()}`,
+    );
+    return `${words} ${seconds ? formatSeconds(value) : String(value)}`;
+  }).join(" · ");
+}
+
 function failures(status: TargetStatus): string {
   const counts = Object.entries(status.failures ?? {}).filter(([, count]) => count > 0);
   return counts.map(([reason, count]) => `${escape(reason)}&nbsp;${count}`).join(", ");
@@ -98,7 +110,7 @@ function targetRows(targets: readonly TargetStatus[], now: number): string {
     `<td>${
       status.state === "down"
         ? `<b>${escape(status.reason ?? "")}</b> ${escape(status.message ?? "")}`
-        : ""
+        : escape(formatReadings(status.readings))
     }</td></tr>`
   ).join("\n");
 }
@@ -191,7 +203,7 @@ export function renderStatusPage(
   } UTC</span></p>
 <h2>Targets</h2>
 ${summary(view.targets)}
-<table><thead><tr><th>Collector</th><th>Target</th><th>State</th><th>Since</th><th>Last latency</th><th>Recent probes (latest right)</th><th>Failures</th><th>Last error</th></tr></thead>
+<table><thead><tr><th>Collector</th><th>Target</th><th>State</th><th>Since</th><th>Last latency</th><th>Recent probes (latest right)</th><th>Failures</th><th>Last error, or figures</th></tr></thead>
 <tbody id="targets">
 ${targetRows(view.targets, now)}
 </tbody></table>

@@ -146,6 +146,8 @@ Deno.test({
     );
     assert.ok(container.args.includes("--network.max-peers=10"));
     assert.ok(container.args.includes("--web.listen-address=:8000"));
+    // No NTP server by default: the exporter sends no NTP traffic.
+    assert.ok(!container.args.some((arg: string) => arg.startsWith("--ntp.servers")));
 
     const role = only(manifests, "Role");
     assert.equal(role.metadata.namespace, "monitoring");
@@ -216,6 +218,12 @@ Deno.test({
       "hostNetwork=true",
       "--set",
       "updateStrategy.maxUnavailable=25%",
+      "--set-json",
+      'ntp.servers=["169.254.169.123","time.example:1123"]',
+      "--set",
+      "ntp.interval=2m",
+      "--set",
+      "ntp.timeout=3s",
     );
     const pod = only(manifests, "DaemonSet").spec.template.spec;
     const args: string[] = pod.containers[0].args;
@@ -243,6 +251,10 @@ Deno.test({
         "--log.level=debug",
         "--log.format=text",
         "--web.telemetry-path=/m",
+        "--collector.ntp",
+        "--ntp.servers=169.254.169.123,time.example:1123",
+        "--ntp.interval=2m",
+        "--ntp.timeout=3s",
       ]
     ) {
       assert.ok(args.includes(flag), `${flag} in ${args.join(" ")}`);
@@ -297,6 +309,7 @@ Deno.test({
       "NetExporterObserverFailing",
       "NetExporterHighNetworkLatency",
       "NetExporterDNSErrors",
+      "NetExporterClockSkew",
       "NetExporterDown",
       "NetExporterAbsent",
       "NetExporterProbesDelayed",
@@ -353,6 +366,7 @@ Deno.test({
         /network\.timeout=20s is not below network\.interval=15s/,
       ]],
       [["--set", "dns.interval=1s", "--set", "dns.timeout=1000ms"], [/dns\.timeout=1000ms/]],
+      [["--set", "ntp.timeout=60s"], [/ntp\.timeout=60s is not below ntp\.interval=60s/]],
       // --set gives a float as text: it is read as the number it spells, and checked as one.
       [["--set", "prometheusRule.enabled=true", "--set", "prometheusRule.quorum=1.5"], [
         /prometheusRule\.quorum=1\.5 must be above 0 and at most 1/,

@@ -2,6 +2,7 @@ import { assert } from "./helpers/assert.ts";
 import { startDnsServer } from "./helpers/dns_server.ts";
 import { runProgram } from "./helpers/exporter_process.ts";
 import { closedPort, startListener } from "./helpers/tcp.ts";
+import { startNtpServer } from "./helpers/ntp_server.ts";
 
 const runCheck = (args: string[]) => runProgram(["check", ...args]);
 
@@ -65,4 +66,35 @@ Deno.test("check: the warm-up before the timed probes probes no target twice", a
   assert.equal(code, 0, stdout);
   assert.deepEqual(dns.queries.sort(), ["tcp once.test A", "udp once.test A"]);
   assert.equal(listener.accepted, 1);
+});
+
+Deno.test("check: NTP servers are checked too, with the clock offset beside the round trip", async () => {
+  await using ahead = startNtpServer({ offsetMs: 300 });
+  await using refusing = startNtpServer({ kiss: "RSTR" });
+  const table = await runCheck([
+    "--no-collector.dns",
+    `--ntp.servers=${ahead.address},${refusing.address}`,
+    "--ntp.timeout=1s",
+  ]);
+  assert.equal(table.code, 1, table.stderr);
+  assert.match(
+    table.stdout.split("\n")[0]!,
+    /^COLLECTOR\s+TARGET\s+RESULT\s+LATENCY\s+REASON\s+DETAIL$/,
+  );
+  assert.match(
+    table.stdout,
+    /ntp\s+127\.0\.0\.1:\d+ \(NTP\)\s+ok\s+\d+\.\d{3} ms\s+-\s+offset 3\d\d\.\d{3} ms · stratum 2/,
+  );
+  assert.match(table.stdout, /ntp\s+127\.0\.0\.1:\d+ \(NTP\)\s+failed\s+-\s+kiss_of_death/);
+
+  const json = await runCheck([
+    "--no-collector.dns",
+    `--ntp.servers=${ahead.address}`,
+    "--output=json",
+  ]);
+  assert.equal(json.code, 0, json.stderr);
+  const [row] = JSON.parse(json.stdout);
+  assert.equal(row.collector, "ntp");
+  assert.ok(Math.abs(row.readings.offsetSeconds - 0.3) < 0.01, JSON.stringify(row));
+  assert.deepEqual(row.labels, { server: ahead.address });
 });

@@ -170,6 +170,7 @@ Deno.test("collector: a result that lands after its target left is not recorded"
         registers: [metrics.registry],
       }),
       reasons: ["timeout"],
+      readings: {},
     },
     pacing,
     { metrics, logger: getLogger(["test"]), clock, random: () => 0.5 },

@@ -14,6 +14,7 @@ import { get, startExporter, waitFor, waitUntilReady } from "./helpers/exporter_
 import { Exposition } from "./helpers/metrics.ts";
 import { CHILD_ENV, requires } from "./helpers/requirements.ts";
 import { closedPort, startListener } from "./helpers/tcp.ts";
+import { startNtpServer } from "./helpers/ntp_server.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const compileTask = (denoJson.tasks as Record<string, string>).compile!;
@@ -123,6 +124,7 @@ Deno.test({
       await using dns = await startDnsServer();
       await using target = startListener();
       await using peer = startListener("127.0.0.12");
+      await using ntp = startNtpServer({ offsetMs: 80 });
       await using api = await startApiServer();
       api.apply({ name: "net-exporter-a", node: "node-a", ips: ["127.0.0.11"] });
       api.apply({ name: "net-exporter-b", node: "node-b", ips: ["127.0.0.12"] });
@@ -147,6 +149,9 @@ Deno.test({
           `--network.port=${peer.port}`,
           "--network.interval=1s",
           "--network.timeout=500ms",
+          `--ntp.servers=${ntp.address}`,
+          "--ntp.interval=1s",
+          "--ntp.timeout=500ms",
         ],
         {
           command: [
@@ -193,6 +198,10 @@ Deno.test({
       assert.ok(refused >= 90, `closed ports seen refused through the dialer thread: ${refused}`);
       assert.equal(metrics.value("network_error_total"), 0);
       assert.equal(metrics.value("dns_error_total"), 0);
+      assert.ok(metrics.histogram("ntp_latency_seconds", { server: ntp.address }).count >= 1);
+      assert.ok(
+        Math.abs(metrics.value("ntp_offset_seconds", { server: ntp.address }) - 0.08) < 0.01,
+      );
       assert.ok(metrics.value("process_resident_memory_bytes") > 0);
       const denied = exporter.logs.filter((line) => /NotCapable|Requires .* access/.test(line));
       assert.deepEqual(denied, [], "no permission outside the compiled set was needed");

@@ -49,7 +49,11 @@ Deno.test("readme: the metrics table lists exactly the metrics the exporter serv
   const metrics = createExporterMetrics();
   // Build every collector to register its metrics.
   let text = "";
-  const invocation = await parseCommandLine(["check", "--dns.servers=127.0.0.1"], {
+  const invocation = await parseCommandLine([
+    "check",
+    "--dns.servers=127.0.0.1",
+    "--ntp.servers=127.0.0.1",
+  ], {
     output: { writeOut: (out) => (text += out), writeErr: (out) => (text += out) },
     env: () => undefined,
   });

@@ -50,13 +50,16 @@ crash-looping DaemonSet): a probe timeout not below its interval; and alert
 ratios out of range, which the schema cannot check when --set gives them as text.
 */}}
 {{- define "net-exporter.checkValues" -}}
-{{- range $collector := list "dns" "network" -}}
+{{- range $collector := list "dns" "network" "ntp" -}}
 {{- $values := index $.Values $collector -}}
 {{- $timeout := include "net-exporter.durationMs" $values.timeout | float64 -}}
 {{- $interval := include "net-exporter.durationMs" $values.interval | float64 -}}
 {{- if ge $timeout $interval -}}
 {{- fail (printf "%s.timeout=%s is not below %s.interval=%s: the exporter would refuse to start" $collector (toString $values.timeout) $collector (toString $values.interval)) -}}
 {{- end -}}
+{{- end -}}
+{{- if le (float64 .Values.prometheusRule.clockSkewSeconds) 0.0 -}}
+{{- fail (printf "prometheusRule.clockSkewSeconds=%v must be above 0" .Values.prometheusRule.clockSkewSeconds) -}}
 {{- end -}}
 {{- range $name := list "dnsErrorRatio" "quorum" -}}
 {{- $ratio := index $.Values.prometheusRule $name | float64 -}}
