@@ -10,6 +10,8 @@ and writes it into the receiver's TUN device.
 stdin, one JSON object per line:
   {"nodes": [{"netns": "ne-sim-a", "tun": "tun0", "address": "198.18.0.1"}, ...]}   first line
   {"link": {"src": "198.18.0.1", "dst": "198.18.0.2", "delay_ms": 20, "jitter_ms": 0, "loss": 0}}
+      "syn_loss": 1 drops only TCP SYNs without ACK from src: src can open no connection to dst,
+      while dst's connections to src (whose SYN-ACKs src sends) still complete
   {"default": {"delay_ms": 0, "jitter_ms": 0, "loss": 0}}
   {"alias": {"address": "198.18.2.1", "of": "198.18.0.1"}}   a node's new address (a restarted pod)
   {"unalias": {"address": "198.18.0.1"}}                      an address that is gone
@@ -99,6 +101,7 @@ def main():
                             "delay_ms": float(link.get("delay_ms", 0)),
                             "jitter_ms": float(link.get("jitter_ms", 0)),
                             "loss": float(link.get("loss", 0)),
+                            "syn_loss": float(link.get("syn_loss", 0)),
                         }
                     if "alias" in command:
                         alias = command["alias"]
@@ -124,6 +127,10 @@ def main():
                 link = links.get((src, dst), default)
                 if link["loss"] > 0 and random.random() < link["loss"]:
                     continue
+                if link.get("syn_loss", 0) > 0 and packet[9] == 6:
+                    flags = packet[(packet[0] & 0x0F) * 4 + 13]
+                    if flags & 0x12 == 0x02 and random.random() < link["syn_loss"]:
+                        continue
                 delay = link["delay_ms"] + random.uniform(-1, 1) * link["jitter_ms"]
                 sequence += 1
                 heapq.heappush(pending, (now + max(0.0, delay) / 1000, sequence, target, packet))
