@@ -163,7 +163,7 @@ Deno.test({
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const prefix = `nesim${child.pid % 100000}`;
+    const prefix = `nesim${child.pid}`;
     const deadline = Date.now() + 30_000;
     while (!(await namespaces()).includes(`${prefix}-0`) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));

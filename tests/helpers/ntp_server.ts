@@ -105,17 +105,20 @@ function reply(
   return packet;
 }
 
-/** Starts a server on 127.0.0.1 and a free port. */
-export function startNtpServer(behaviour: NtpBehaviour = {}): TestNtpServer {
-  const socket = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
-  const forger = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+/** Starts a server on `hostname` (IPv4, default 127.0.0.1) and a free port. */
+export function startNtpServer(
+  behaviour: NtpBehaviour = {},
+  hostname = "127.0.0.1",
+): TestNtpServer {
+  const socket = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
+  const forger = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
   const port = (socket.addr as Deno.NetAddr).port;
   const timers = new Set<ReturnType<typeof setTimeout>>();
   let requests = 0;
   const server: TestNtpServer = {
-    hostname: "127.0.0.1",
+    hostname,
     port,
-    address: `127.0.0.1:${port}`,
+    address: `${hostname}:${port}`,
     get requests() {
       return requests;
     },

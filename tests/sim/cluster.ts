@@ -68,7 +68,15 @@ export interface LinkSettings {
   delay_ms?: number;
   jitter_ms?: number;
   loss?: number;
+  /** Drops only TCP SYNs (without ACK) on the link: its source can open no connection over it. */
+  syn_loss?: number;
 }
+
+/** The labels of the simulated DaemonSet's pods, as the chart's release "net-exporter" sets them. */
+export const POD_LABELS: Readonly<Record<string, string>> = {
+  "app.kubernetes.io/name": "net-exporter",
+  "app.kubernetes.io/instance": "net-exporter",
+};
 
 async function run(command: string, ...args: string[]): Promise<string> {
   const output = await new Deno.Command(command, {
@@ -86,6 +94,36 @@ async function tryRun(command: string, ...args: string[]): Promise<void> {
   await new Deno.Command(command, { args, stdout: "null", stderr: "null" }).output().catch(
     () => {},
   );
+}
+
+/** True while a process with this PID exists. */
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the devices and namespaces of runs whose process is gone (killed
+ * before it could tear down): their routes would otherwise shadow a new
+ * run's in the same address slot, whose lock a dead run no longer holds.
+ * Names carry the run's PID ("nesim<pid>", "nesim<pid>-<n>").
+ */
+async function removeOrphans(): Promise<void> {
+  const owner = (name: string) => Number(/^nesim(\d+)/.exec(name)?.[1] ?? NaN);
+  const links = (await run("ip", "-o", "link", "show")).split("\n")
+    .map((line) => /^\d+: (nesim\d+)[:@]/.exec(line)?.[1]).filter((name) => name !== undefined);
+  const namespaces = (await run("ip", "netns", "list")).split("\n")
+    .map((line) => /^(nesim\d+-\S+)/.exec(line)?.[1]).filter((name) => name !== undefined);
+  for (const name of links) {
+    if (!alive(owner(name))) await tryRun("ip", "link", "del", name);
+  }
+  for (const name of namespaces) {
+    if (!alive(owner(name))) await tryRun("ip", "netns", "del", name);
+  }
 }
 
 /** A namespace with loopback up and a TUN device "tun0" holding `addresses` (the first is primary). */
@@ -122,17 +160,18 @@ export interface SimOptions {
 /** A running simulated cluster. */
 export class SimCluster implements AsyncDisposable {
   readonly nodes: SimNode[] = [];
-  readonly #id = `${Deno.pid % 100000}`;
-  readonly #control = `nesim${Deno.pid % 100000}`;
+  readonly #id = `${Deno.pid}`;
+  readonly #control = `nesim${Deno.pid}`;
   #emulator: Deno.ChildProcess | undefined;
   #emulatorIn: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #emulatorOut: ReadableStreamDefaultReader<string> | undefined;
+  #emulatorTurn: Promise<void> = Promise.resolve();
   api!: TestApiServer;
   dns!: TestDnsServer;
   #kubeconfig = "";
   readonly options: SimOptions;
   #generation = 0;
-  readonly #crowdNetns = `nesim${Deno.pid % 100000}-crowd`;
+  readonly #crowdNetns = `nesim${Deno.pid}-crowd`;
   #crowdListener: Deno.ChildProcess | undefined;
   readonly #slot: { slot: number; release(): void };
   /** The control point's address: API server, DNS server, scraper. */
@@ -150,6 +189,7 @@ export class SimCluster implements AsyncDisposable {
    * abort reason thrown.
    */
   static async create(options: SimOptions, signal?: AbortSignal): Promise<SimCluster> {
+    await removeOrphans();
     const cluster = new SimCluster(options, await takeSlot());
     try {
       await cluster.#build(signal);
@@ -275,7 +315,14 @@ export class SimCluster implements AsyncDisposable {
    * read before it forwards another packet, so a node is cut off on all its
    * links at one instant, not link by link while probes go through.
    */
-  async #commands(commands: readonly unknown[]): Promise<void> {
+  #commands(commands: readonly unknown[]): Promise<void> {
+    // One exchange at a time: two at once would read each other's answers.
+    const turn = this.#emulatorTurn.then(() => this.#exchange(commands));
+    this.#emulatorTurn = turn.catch(() => {});
+    return turn;
+  }
+
+  async #exchange(commands: readonly unknown[]): Promise<void> {
     const text = commands.map((command) => JSON.stringify(command) + "\n").join("");
     await this.#emulatorIn!.write(new TextEncoder().encode(text));
     let answer = "";
@@ -329,7 +376,13 @@ export class SimCluster implements AsyncDisposable {
 
   /** Lists (or updates) `node`'s current pod in the stand-in API server. */
   applyPod(node: SimNode, ready: boolean): void {
-    this.api.apply({ name: node.podName, node: node.name, ips: [node.address], ready });
+    this.api.apply({
+      name: node.podName,
+      node: node.name,
+      ips: [node.address],
+      ready,
+      labels: { ...POD_LABELS },
+    });
   }
 
   async #startExporter(node: SimNode, extraArgs: string[], ready = true): Promise<void> {
@@ -389,7 +442,13 @@ export class SimCluster implements AsyncDisposable {
     steps: { beforeStop(): Promise<void>; stop(): Promise<void>; start(): Promise<void> },
   ): Promise<void> {
     const old = { podName: node.podName, address: node.address };
-    this.api.apply({ name: old.podName, node: node.name, ips: [old.address], ready: false });
+    this.api.apply({
+      name: old.podName,
+      node: node.name,
+      ips: [old.address],
+      ready: false,
+      labels: { ...POD_LABELS },
+    });
     await new Promise((resolve) => setTimeout(resolve, 200));
     this.api.apply({
       name: old.podName,
@@ -397,28 +456,43 @@ export class SimCluster implements AsyncDisposable {
       ips: [old.address],
       ready: false,
       deleting: true,
+      labels: { ...POD_LABELS },
     });
     await steps.beforeStop();
     await steps.stop();
     this.api.remove(old.podName);
+    const generation = await this.renumber(node);
+    node.podName = `net-exporter-${node.index}-${generation}`;
+    this.applyPod(node, false);
+    await steps.start();
+    this.applyPod(node, true);
+  }
+
+  /**
+   * Gives `node` a new address, as a new pod gets one: the node's network
+   * namespace holds one pod address at a time, so every link setting of the
+   * node applies to its current pod. The old address goes before the new pod
+   * starts, so its connections leave from the new one. Returns the pod
+   * generation (for its name).
+   */
+  async renumber(node: SimNode): Promise<number> {
     const generation = ++this.#generation;
     if (generation >= 500) {
-      throw new Error(`Cannot restart a pod: current run has restarted ${generation - 1} already`);
+      throw new Error(
+        `Cannot give a pod an address: current run has given ${generation - 1} already`,
+      );
     }
-    node.podName = `net-exporter-${node.index}-${generation}`;
+    const old = node.address;
     node.address = slotAddress(
       this.#slot.slot,
       2 + Math.floor(generation / 250),
       (generation % 250) + 1,
     );
-    // The old address goes before the new pod starts, so its connections leave from the new one.
     await run("ip", "-n", node.netns, "addr", "add", `${node.address}/21`, "dev", "tun0");
-    await this.#command({ alias: { address: node.address, of: old.address } });
-    await run("ip", "-n", node.netns, "addr", "del", `${old.address}/21`, "dev", "tun0");
-    await this.#command({ unalias: { address: old.address } });
-    this.applyPod(node, false);
-    await steps.start();
-    this.applyPod(node, true);
+    await this.#command({ alias: { address: node.address, of: old } });
+    await run("ip", "-n", node.netns, "addr", "del", `${old}/21`, "dev", "tun0");
+    await this.#command({ unalias: { address: old } });
+    return generation;
   }
 
   /**
@@ -447,7 +521,14 @@ export class SimCluster implements AsyncDisposable {
     return JSON.parse(output) as number[];
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
+  /** Tears everything down once; a second call (e.g. Ctrl-C during a teardown) waits for the first. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.#teardown ??= this.#tearDown();
+  }
+
+  #teardown: Promise<void> | undefined;
+
+  async #tearDown(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.exporter?.stop().catch(() => {})));
     // The servers go while the links still carry their goodbyes: a connection whose peer
     // namespace is gone would keep them retransmitting for minutes.
