@@ -9,7 +9,12 @@ import type { CommonSettings } from "./cli.ts";
 import type { Logger } from "@logtape/logtape";
 import { describeError } from "../lib/errors.ts";
 import { createHandler } from "./http.ts";
-import { type HttpServer, type HttpServerOptions, serveHttp } from "../lib/http_server.ts";
+import {
+  type HttpServer,
+  type HttpServerOptions,
+  serveHttp,
+  type ServerTls,
+} from "../lib/http_server.ts";
 import { reloadingWebConfig, type WebConfig, withWebConfig } from "../lib/web_config.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
@@ -74,7 +79,7 @@ export async function serve(options: ServeOptions): Promise<number> {
     : exposed;
   let server: HttpServer;
   try {
-    server = listen(options.listen, handler, options.onListen, {
+    server = await listen(options.listen, handler, options.onListen, {
       ...(web?.config.tls ? { tls: web.config.tls } : {}),
       maxConnections: options.maxConnections,
       onAcceptError: (error, retryInMs) =>
@@ -120,19 +125,21 @@ export async function serve(options: ServeOptions): Promise<number> {
   return 0;
 }
 
-function listen(
+async function listen(
   address: HostPort,
   handler: (request: Request) => Promise<Response>,
   onListen: ((address: Deno.NetAddr) => void) | undefined,
-  options: HttpServerOptions & { readonly tls?: { cert: string; key: string } },
-): HttpServer {
+  options: HttpServerOptions & { readonly tls?: ServerTls },
+): Promise<HttpServer> {
   let server: HttpServer;
   try {
-    server = serveHttp(address, handler, options);
+    server = await serveHttp(address, handler, options);
   } catch (error) {
     // "::" on a host without IPv6: every interface means every IPv4 one.
-    if (address.hostname !== "::" || !(error instanceof Deno.errors.AddrNotAvailable)) throw error;
-    server = serveHttp({ ...address, hostname: "0.0.0.0" }, handler, options);
+    const noIpv6 = error instanceof Deno.errors.AddrNotAvailable ||
+      (error as { code?: string } | undefined)?.code === "EADDRNOTAVAIL";
+    if (address.hostname !== "::" || !noIpv6) throw error;
+    server = await serveHttp({ ...address, hostname: "0.0.0.0" }, handler, options);
   }
   onListen?.(server.addr);
   return server;

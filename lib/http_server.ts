@@ -22,6 +22,7 @@
 
 import { gzipSync } from "node:zlib";
 import { writeAll } from "./io.ts";
+import { type ClientAuthType, listenMutualTls } from "./mutual_tls.ts";
 
 /** Limits of one server; every field has a default for an exporter. */
 export interface HttpServerOptions {
@@ -374,19 +375,46 @@ export class HttpServer {
   }
 }
 
+/** TLS of a server: PEM chain and key, and whether clients must show certificates. */
+export interface ServerTls {
+  readonly cert: string;
+  readonly key: string;
+  /** The exporter-toolkit's `client_auth_type`; NoClientCert when absent. */
+  readonly clientAuth?: ClientAuthType;
+  /** PEM CAs of client certificates (`client_ca_file`). */
+  readonly clientCa?: string;
+}
+
 /**
  * Listens on `hostname:port` (over TLS when `options.tls` holds a PEM
  * certificate and key; the handshake happens on the first read, under the
- * header deadline) and serves `handler` with the limits in `options`.
+ * header deadline — or, when client certificates are asked for, through
+ * `node:tls` within the same deadline, see mutual_tls.ts) and serves
+ * `handler` with the limits in `options`.
  */
-export function serveHttp(
+export async function serveHttp(
   address: { hostname: string; port: number },
   handler: (request: Request) => Promise<Response>,
-  options: HttpServerOptions & { readonly tls?: { cert: string; key: string } } = {},
-): HttpServer {
-  const listener = options.tls
-    ? Deno.listenTls({ ...address, ...options.tls, transport: "tcp" })
-    : Deno.listen({ ...address, transport: "tcp" });
+  options: HttpServerOptions & { readonly tls?: ServerTls } = {},
+): Promise<HttpServer> {
+  const tls = options.tls;
+  let listener: Deno.Listener;
+  if (tls && (tls.clientAuth ?? "NoClientCert") !== "NoClientCert") {
+    listener = await listenMutualTls({
+      ...address,
+      cert: tls.cert,
+      key: tls.key,
+      clientAuth: tls.clientAuth as Exclude<ClientAuthType, "NoClientCert">,
+      ...(tls.clientCa ? { clientCa: tls.clientCa } : {}),
+      handshakeTimeoutMs: options.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
+      // Handshakes in flight count against the descriptors too; twice the HTTP connections.
+      maxConnections: 2 * (options.maxConnections ?? DEFAULTS.maxConnections),
+    });
+  } else {
+    listener = tls
+      ? Deno.listenTls({ ...address, cert: tls.cert, key: tls.key, transport: "tcp" })
+      : Deno.listen({ ...address, transport: "tcp" });
+  }
   return new HttpServer(listener, handler, options);
 }
 

@@ -4,22 +4,23 @@
  * `http_server_config` and `basic_auth_users` (bcrypt hashes). Unknown keys
  * are refused, as the toolkit refuses them.
  *
- * What Deno's TLS server cannot do is refused by name rather than ignored:
- * asking for client certificates (`client_auth_type` other than
- * NoClientCert), TLS 1.3 only, and choosing cipher suites or curves. Deno
- * serves TLS 1.2 and 1.3 with rustls' defaults.
+ * Client certificates (`client_auth_type`, `client_ca_file`) are asked for
+ * through `node:tls` (see mutual_tls.ts). What Deno's TLS cannot do is
+ * refused by name rather than ignored: TLS 1.3 only, and choosing cipher
+ * suites or curves. Deno serves TLS 1.2 and 1.3 with rustls' defaults.
  * @module
  */
 
 import bcrypt from "bcryptjs";
 import { dirname, isAbsolute, join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { plain } from "./http_server.ts";
+import { plain, type ServerTls } from "./http_server.ts";
+import { CLIENT_AUTH_TYPES, type ClientAuthType } from "./mutual_tls.ts";
 
 /** A checked web configuration. */
 export interface WebConfig {
-  /** PEM certificate chain and key; absent: plain HTTP. */
-  readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  /** PEM certificate chain and key, and what clients must show; absent: plain HTTP. */
+  readonly tls: ServerTls | undefined;
   /** Headers added to every response. */
   readonly headers: Readonly<Record<string, string>>;
   /** User name → bcrypt hash; empty: no authentication. */
@@ -80,13 +81,27 @@ export async function loadWebConfig(path: string): Promise<WebConfig> {
   let tls: WebConfig["tls"];
   if (tlsSection) {
     refuseUnknown(tlsSection, TLS_KEYS, "tls_server_config.", fail);
-    const clientAuth = tlsSection.client_auth_type ?? "NoClientCert";
-    if (clientAuth !== "NoClientCert") {
+    const clientAuth = String(tlsSection.client_auth_type ?? "NoClientCert");
+    if (!(CLIENT_AUTH_TYPES as readonly string[]).includes(clientAuth)) {
       fail(
-        `asks for client certificates (client_auth_type: ${clientAuth}), which Deno's TLS server cannot request; terminate mutual TLS in front of the exporter`,
+        `sets tls_server_config.client_auth_type: ${clientAuth}; expected one of ${
+          CLIENT_AUTH_TYPES.join(", ")
+        }`,
       );
     }
-    for (const key of ["client_ca_file", "max_version", "cipher_suites", "curve_preferences"]) {
+    const verifies = clientAuth === "VerifyClientCertIfGiven" ||
+      clientAuth === "RequireAndVerifyClientCert";
+    if (verifies && tlsSection.client_ca_file === undefined) {
+      fail(
+        `sets client_auth_type: ${clientAuth} without tls_server_config.client_ca_file to verify against`,
+      );
+    }
+    if (!verifies && tlsSection.client_ca_file !== undefined) {
+      fail(
+        `sets tls_server_config.client_ca_file, which client_auth_type: ${clientAuth} never uses`,
+      );
+    }
+    for (const key of ["max_version", "cipher_suites", "curve_preferences"]) {
       if (tlsSection[key] !== undefined) {
         fail(
           `sets tls_server_config.${key}, which Deno's TLS server does not let a program choose`,
@@ -99,7 +114,7 @@ export async function loadWebConfig(path: string): Promise<WebConfig> {
         `sets tls_server_config.min_version: ${minVersion}; this exporter serves TLS 1.2 and 1.3, so at most TLS12 can be asked`,
       );
     }
-    const file = (key: "cert_file" | "key_file") => {
+    const file = (key: "cert_file" | "key_file" | "client_ca_file") => {
       const value = tlsSection[key];
       if (typeof value !== "string" || value === "") fail(`has no tls_server_config.${key}`);
       return isAbsolute(value as string) ? value as string : join(dirname(path), value as string);
@@ -108,6 +123,8 @@ export async function loadWebConfig(path: string): Promise<WebConfig> {
       tls = {
         cert: await Deno.readTextFile(file("cert_file")),
         key: await Deno.readTextFile(file("key_file")),
+        clientAuth: clientAuth as ClientAuthType,
+        ...(verifies ? { clientCa: await Deno.readTextFile(file("client_ca_file")) } : {}),
       };
     } catch (error) {
       if (error instanceof Error && error.message.startsWith("Cannot use web config")) throw error;

@@ -23,6 +23,8 @@ export const PROBE_INTERVAL = "2s";
 /** Options of a run. */
 export interface ClusterOptions {
   readonly nodes: number;
+  /** Simulated nodes made but not registered, for a scenario to add later. */
+  readonly spareNodes?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -45,12 +47,12 @@ export class RealCluster implements AsyncDisposable {
       const { binary, builtSeconds } = await ensureControlPlane(cluster.log);
       cluster.builtSeconds = builtSeconds;
       cluster.sim = await SimCluster.create({
-        nodes: options.nodes,
+        nodes: options.nodes + (options.spareNodes ?? 0),
         intervalMs: 2_000,
         timeoutMs: 1_000,
       });
       cluster.plane = await ControlPlane.start(binary, cluster.sim.controlAddress);
-      for (const node of cluster.sim.nodes) {
+      for (const node of cluster.sim.nodes.slice(0, options.nodes)) {
         const agent = new NodeAgent(cluster.plane, cluster.sim, node);
         cluster.agents.push(agent);
         await agent.start();
@@ -60,6 +62,42 @@ export class RealCluster implements AsyncDisposable {
       throw error;
     }
     return cluster;
+  }
+
+  /** Nodes registered now. */
+  get nodeCount(): number {
+    return this.agents.length;
+  }
+
+  /** Registers the first spare simulated node as a Node, with its agent; returns its name. */
+  async addNode(): Promise<string> {
+    const registered = new Set(this.agents.map((agent) => agent.node.name));
+    const node = this.sim.nodes.find((candidate) => !registered.has(candidate.name));
+    if (!node) throw new Error("Cannot add a node: current run has no spare simulated node");
+    const agent = new NodeAgent(this.plane, this.sim, node);
+    this.agents.push(agent);
+    await agent.start();
+    return node.name;
+  }
+
+  /**
+   * Deletes a Node object, as when a machine leaves the cluster: the pod
+   * garbage collector deletes the pods bound to it, and its agent stops them.
+   * Resolves once its pod is gone from the API server.
+   */
+  async removeNode(name: string, timeoutMs = 120_000): Promise<void> {
+    const agent = this.agents.find((candidate) => candidate.node.name === name);
+    if (!agent) throw new Error(`Cannot remove node ${name}: current run has no such node`);
+    await this.plane.ok("DELETE", `/api/v1/nodes/${name}`);
+    const deadline = performance.now() + timeoutMs;
+    while ((await this.pods()).some((pod) => pod.spec.nodeName === name)) {
+      if (performance.now() > deadline) {
+        throw new Error(`Cannot remove node ${name}: its pod stayed`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+    await agent[Symbol.asyncDispose]();
+    this.agents.splice(this.agents.indexOf(agent), 1);
   }
 
   /** The values every install and upgrade of the run sets: DNS to the run's own server, short intervals. */
@@ -100,6 +138,37 @@ export class RealCluster implements AsyncDisposable {
     return text;
   }
 
+  /** Another release of chart/ (or its uninstall), for scenarios beside the main one. */
+  async helmRelease(
+    command: "install" | "uninstall",
+    release: string,
+    namespace: string,
+    values: Record<string, string> = {},
+  ): Promise<string> {
+    const args = command === "install"
+      ? [
+        "install",
+        release,
+        CHART,
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        ...Object.entries({ ...this.baseValues(), ...values }).flatMap((
+          [key, value],
+        ) => ["--set", `${key}=${value}`]),
+      ]
+      : ["uninstall", release, "--namespace", namespace];
+    const output = await new Deno.Command("helm", {
+      args: [...args, "--kubeconfig", this.plane.adminKubeconfig],
+      stdout: "piped",
+      stderr: "piped",
+      env: CHILD_ENV,
+    }).output();
+    const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+    if (!output.success) throw new Error(`Cannot helm ${command} ${release}: ${text}`);
+    return text;
+  }
+
   /** The release's pods as the API server has them. */
   // deno-lint-ignore no-explicit-any
   async pods(): Promise<any[]> {
@@ -123,8 +192,9 @@ export class RealCluster implements AsyncDisposable {
         .catch(() => undefined);
       const status = daemonSet?.status;
       if (
-        status && status.numberReady === this.sim.nodes.length &&
-        status.updatedNumberScheduled === this.sim.nodes.length &&
+        status && status.numberReady === this.nodeCount &&
+        status.desiredNumberScheduled === this.nodeCount &&
+        status.updatedNumberScheduled === this.nodeCount &&
         (generation === undefined || status.observedGeneration >= generation) &&
         (status.numberUnavailable ?? 0) === 0
       ) return;

@@ -14,6 +14,10 @@ import {
   type DiscoveryResult,
   install,
   type InstallResult,
+  membership,
+  type MembershipResult,
+  priorityQuota,
+  type PriorityResult,
   rbac,
   type RbacResult,
   recovery,
@@ -36,6 +40,8 @@ export interface ClusterReport {
   readonly rollout: RolloutResult;
   readonly recovery?: RecoveryResult;
   readonly cut?: CutResult;
+  readonly priority?: PriorityResult;
+  readonly membership?: MembershipResult;
   /** What the node agents met (should be empty). */
   readonly agent_errors: string[];
 }
@@ -45,6 +51,9 @@ export interface RunOptions {
   readonly discoveryWindowMs: number;
   readonly recovery?: boolean;
   readonly cut?: boolean;
+  readonly priority?: boolean;
+  /** Needs a spare simulated node (`spareNodes: 1`). */
+  readonly membership?: boolean;
 }
 
 export async function runAll(cluster: RealCluster, options: RunOptions): Promise<ClusterReport> {
@@ -68,11 +77,21 @@ export async function runAll(cluster: RealCluster, options: RunOptions): Promise
     step("a node cut off");
     cut = await cutNode(cluster);
   }
+  let priority: PriorityResult | undefined;
+  if (options.priority ?? true) {
+    step("a critical priority class on a quota-limited API server");
+    priority = await priorityQuota(cluster);
+  }
+  let members: MembershipResult | undefined;
+  if (options.membership ?? true) {
+    step("a node added, one removed");
+    members = await membership(cluster);
+  }
   return {
     started,
     machine: `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores`,
     kubernetes: KUBERNETES_VERSION,
-    nodes: cluster.sim.nodes.length,
+    nodes: cluster.nodeCount,
     build_seconds: cluster.builtSeconds ?? null,
     install: installed,
     discovery: discovered,
@@ -80,6 +99,8 @@ export async function runAll(cluster: RealCluster, options: RunOptions): Promise
     rollout: rolled,
     ...(recovered ? { recovery: recovered } : {}),
     ...(cut ? { cut } : {}),
+    ...(priority ? { priority } : {}),
+    ...(members ? { membership: members } : {}),
     agent_errors: cluster.agents.flatMap((agent) => agent.errors),
   };
 }
@@ -139,6 +160,38 @@ export function judge(report: ClusterReport): string[] {
       "not every pod synced again after the API server restart",
     );
     expect(report.recovery.probes_during > 0, "no probe ran across the API server restart");
+    expect(
+      report.recovery.relists_after_restart >= report.nodes,
+      "not every pod listed again after the API server restart",
+    );
+  }
+  if (report.priority) {
+    expect(
+      report.priority.default_values_pods === report.priority.nodes,
+      "the default values did not get a pod on every node",
+    );
+    expect(
+      report.priority.critical_class_pods === 0 &&
+        /quota/i.test(report.priority.critical_class_event),
+      `system-node-critical without a quota: ${report.priority.critical_class_pods} pods, event "${report.priority.critical_class_event}"`,
+    );
+  }
+  if (report.membership) {
+    const m = report.membership;
+    expect(
+      m.seconds_until_added_node_probed_by_all !== null,
+      `the added node ${m.added_node} was not probed by every pod`,
+    );
+    expect(
+      m.seconds_until_removed_node_gone_everywhere !== null && m.series_left_for_removed_node === 0,
+      `${m.series_left_for_removed_node} series left for the removed node ${m.removed_node}`,
+    );
+    expect(
+      m.selected_after.every((count) => count === m.expected_selected_after),
+      `after the changes pods probe ${
+        m.selected_after.join(", ")
+      } peers, not ${m.expected_selected_after}`,
+    );
   }
   if (report.cut) {
     expect(
@@ -216,6 +269,31 @@ export function markdown(report: ClusterReport): string {
         `${report.cut.peers_counting_it_unreachable} of ${report.cut.observers}`,
       ],
       ["Dial errors between the nodes not cut", `${report.cut.errors_between_other_nodes}`],
+    );
+  }
+  if (report.priority) {
+    rows.push([
+      "`priorityClassName=system-node-critical` in a namespace without a matching quota: pods created",
+      `${report.priority.critical_class_pods} (${
+        report.priority.critical_class_event.replaceAll("|", "/").slice(0, 160)
+      })`,
+    ]);
+  }
+  if (report.membership) {
+    const m = report.membership;
+    rows.push(
+      [
+        `Node ${m.added_node} added: seconds until every pod probes it, or it them`,
+        `${m.seconds_until_added_node_probed_by_all ?? "never"}`,
+      ],
+      [
+        `Node ${m.removed_node} deleted: seconds until its series left every pod`,
+        `${m.seconds_until_removed_node_gone_everywhere ?? "never"}`,
+      ],
+      [
+        "Probing pairs before / after the addition / after the removal",
+        `${m.pairs_before} / ${m.pairs_after_add} / ${m.pairs_after_remove}`,
+      ],
     );
   }
   return [

@@ -47,8 +47,9 @@ for (const [name, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
 
 let code = 1;
 try {
-  cluster = await RealCluster.create({ nodes });
-  const report: ClusterReport = await runAll(cluster, { discoveryWindowMs: 120_000 });
+  cluster = await RealCluster.create({ nodes, spareNodes: 1 });
+  // A window longer than one watch (5 min): each pod renews its watch once in it.
+  const report: ClusterReport = await runAll(cluster, { discoveryWindowMs: 330_000 });
   await Deno.mkdir(args.out!, { recursive: true });
   await Deno.writeTextFile(`${args.out}/report.json`, JSON.stringify(report, null, 2) + "\n");
   await Deno.writeTextFile(`${args.out}/report.md`, markdown(report));

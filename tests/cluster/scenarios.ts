@@ -91,7 +91,7 @@ export async function install(cluster: RealCluster): Promise<InstallResult> {
   return {
     objects_applied: objects,
     pods_ready: (await cluster.pods()).length,
-    nodes: cluster.sim.nodes.length,
+    nodes: cluster.nodeCount,
     seconds_to_all_ready: Math.round((performance.now() - started) / 100) / 10,
     admission: output.includes("STATUS: deployed")
       ? "ResourceQuota limits system-node-critical/system-cluster-critical pods to namespaces with a matching quota"
@@ -113,7 +113,7 @@ export interface DiscoveryResult {
 /** Steady state over `windowMs`: peers selected, and the API server's count of requests per pod. */
 export async function discovery(cluster: RealCluster, windowMs: number): Promise<DiscoveryResult> {
   const maxPeers = 10;
-  const expected = Math.min(maxPeers, cluster.sim.nodes.length - 1);
+  const expected = Math.min(maxPeers, cluster.nodeCount - 1);
   const from = new Date().toISOString();
   await sleep(windowMs);
   const to = new Date().toISOString();
@@ -234,8 +234,8 @@ export async function rollout(cluster: RealCluster): Promise<RolloutResult> {
     const replaced = pods.every((pod: Pod) => !oldUids.has(pod.metadata.uid));
     if (
       replaced && status.observedGeneration >= generation &&
-      status.numberReady === cluster.sim.nodes.length &&
-      status.updatedNumberScheduled === cluster.sim.nodes.length
+      status.numberReady === cluster.nodeCount &&
+      status.updatedNumberScheduled === cluster.nodeCount
     ) break;
     if (performance.now() > deadline) {
       throw new Error("Cannot finish the rollout: not done within 180 s");
@@ -278,7 +278,7 @@ export interface RecoveryResult {
 
 /** etcd compacted past every watch's resourceVersion, then the API server restarted under the exporters. */
 export async function recovery(cluster: RealCluster): Promise<RecoveryResult> {
-  const expected = Math.min(10, cluster.sim.nodes.length - 1);
+  const expected = Math.min(10, cluster.nodeCount - 1);
   // Writes of the cluster's own (leases, events) move the revision on; compact to now.
   const status = JSON.parse(await cluster.plane.etcdctl("endpoint", "status", "--write-out=json"));
   const revision = status[0].Status.header.revision as number;
@@ -312,7 +312,7 @@ export async function recovery(cluster: RealCluster): Promise<RecoveryResult> {
       metrics.value("net_exporter_discovery_last_sync_timestamp_seconds") * 1000 >
         Date.parse(restartAt)
     );
-    if (synced && scraped.size === cluster.sim.nodes.length) {
+    if (synced && scraped.size === cluster.nodeCount) {
       fresh = Math.round((performance.now() - started) / 100) / 10;
       break;
     }
@@ -382,5 +382,129 @@ export async function cutNode(cluster: RealCluster): Promise<CutResult> {
     peers_counting_it_unreachable: counting,
     observers,
     errors_between_other_nodes: clean,
+  };
+}
+
+export interface MembershipResult {
+  readonly added_node: string;
+  readonly seconds_until_added_node_probed_by_all: number | null;
+  readonly removed_node: string;
+  readonly seconds_until_removed_node_gone_everywhere: number | null;
+  readonly series_left_for_removed_node: number;
+  readonly pairs_before: number;
+  readonly pairs_after_add: number;
+  readonly pairs_after_remove: number;
+  readonly expected_selected_after: number;
+  readonly selected_after: number[];
+}
+
+/** The probing pairs (observer node → target node) now. */
+async function pairs(cluster: RealCluster): Promise<Set<string>> {
+  const result = new Set<string>();
+  for (const { pod, metrics } of (await scrapeAll(cluster)).values()) {
+    for (const sample of metrics.samples("network_latency_seconds_count")) {
+      if (sample.labels.target_node) {
+        result.add(`${pod.spec.nodeName}→${sample.labels.target_node}`);
+      }
+    }
+  }
+  return result;
+}
+
+/**
+ * A node joins (Node object and agent: the DaemonSet controller gives it a
+ * pod) and one leaves (its Node deleted: the pod garbage collector removes
+ * its pod): neighbours re-form, and the gone node's series leave every pod.
+ */
+export async function membership(cluster: RealCluster): Promise<MembershipResult> {
+  const before = await pairs(cluster);
+  const started = performance.now();
+  const added = await cluster.addNode();
+  await cluster.waitForPods(120_000);
+  let addedSeen: number | null = null;
+  while (performance.now() - started < 90_000) {
+    const scraped = await scrapeAll(cluster);
+    const probing = [...scraped.values()].filter(({ pod, metrics }) =>
+      pod.spec.nodeName === added ||
+      metrics.samples("network_latency_seconds_count", { target_node: added }).length > 0
+    );
+    if (scraped.size === cluster.nodeCount && probing.length === cluster.nodeCount) {
+      addedSeen = Math.round((performance.now() - started) / 100) / 10;
+      break;
+    }
+    await sleep(1_000);
+  }
+  const afterAdd = await pairs(cluster);
+  const removed = cluster.agents[0]!.node.name;
+  const removing = performance.now();
+  await cluster.removeNode(removed);
+  let goneEverywhere: number | null = null;
+  let left = 0;
+  while (performance.now() - removing < 60_000) {
+    const scraped = await scrapeAll(cluster);
+    left = [...scraped.values()].reduce(
+      (total, { metrics }) =>
+        total + metrics.all.filter((sample) => sample.labels.target_node === removed).length,
+      0,
+    );
+    if (left === 0 && scraped.size === cluster.nodeCount) {
+      goneEverywhere = Math.round((performance.now() - removing) / 100) / 10;
+      break;
+    }
+    await sleep(1_000);
+  }
+  const afterRemove = await pairs(cluster);
+  const selected = [...(await scrapeAll(cluster)).values()].map(({ metrics }) =>
+    metrics.value("net_exporter_peers", { state: "selected" })
+  );
+  return {
+    added_node: added,
+    seconds_until_added_node_probed_by_all: addedSeen,
+    removed_node: removed,
+    seconds_until_removed_node_gone_everywhere: goneEverywhere,
+    series_left_for_removed_node: left,
+    pairs_before: before.size,
+    pairs_after_add: afterAdd.size,
+    pairs_after_remove: afterRemove.size,
+    expected_selected_after: Math.min(10, cluster.nodeCount - 1),
+    selected_after: selected,
+  };
+}
+
+export interface PriorityResult {
+  readonly default_values_pods: number;
+  readonly nodes: number;
+  readonly critical_class_pods: number;
+  readonly critical_class_event: string;
+}
+
+/**
+ * The ResourceQuota admission GKE applies: the chart's defaults got a pod on
+ * every node (install), and `priorityClassName=system-node-critical` in a
+ * namespace without a matching quota gets none — what the chart's README
+ * warns of in one line.
+ */
+export async function priorityQuota(cluster: RealCluster): Promise<PriorityResult> {
+  const namespace = "critical-test";
+  const release = "net-exporter-critical";
+  await cluster.helmRelease("install", release, namespace, {
+    priorityClassName: "system-node-critical",
+    port: "8001",
+  });
+  let event = "";
+  const deadline = performance.now() + 30_000;
+  while (performance.now() < deadline && event === "") {
+    const events = await cluster.plane.ok("GET", `/api/v1/namespaces/${namespace}/events`);
+    // deno-lint-ignore no-explicit-any
+    event = events.items.find((item: any) => item.reason === "FailedCreate")?.message ?? "";
+    await sleep(1_000);
+  }
+  const pods = (await cluster.plane.ok("GET", `/api/v1/namespaces/${namespace}/pods`)).items.length;
+  await cluster.helmRelease("uninstall", release, namespace);
+  return {
+    default_values_pods: (await cluster.pods()).length,
+    nodes: cluster.nodeCount,
+    critical_class_pods: pods,
+    critical_class_event: event,
   };
 }

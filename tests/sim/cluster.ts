@@ -96,14 +96,20 @@ async function tryRun(command: string, ...args: string[]): Promise<void> {
   );
 }
 
-/** True while a process with this PID exists. */
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * False only when no process with this PID exists. Asked of the kernel through
+ * `kill -0`: Deno grants `/proc/<pid>` only with every permission, and a check
+ * that cannot tell must not let another run's namespaces be removed, so any
+ * doubt answers true.
+ */
+async function alive(pid: number): Promise<boolean> {
+  if (!Number.isInteger(pid) || pid <= 0) return true;
+  const output = await new Deno.Command("sh", {
+    args: ["-c", `kill -0 ${pid} 2>/dev/null`],
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => undefined);
+  return output === undefined || output.success;
 }
 
 /**
@@ -119,10 +125,10 @@ async function removeOrphans(): Promise<void> {
   const namespaces = (await run("ip", "netns", "list")).split("\n")
     .map((line) => /^(nesim\d+-\S+)/.exec(line)?.[1]).filter((name) => name !== undefined);
   for (const name of links) {
-    if (!alive(owner(name))) await tryRun("ip", "link", "del", name);
+    if (!await alive(owner(name))) await tryRun("ip", "link", "del", name);
   }
   for (const name of namespaces) {
-    if (!alive(owner(name))) await tryRun("ip", "netns", "del", name);
+    if (!await alive(owner(name))) await tryRun("ip", "netns", "del", name);
   }
 }
 
