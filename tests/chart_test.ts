@@ -527,5 +527,22 @@ Deno.test({
     assert.equal(plain.volumes, undefined);
     assert.ok(!plain.containers[0].args.some((arg: string) => arg.startsWith("--web.config")));
     assert.equal(plain.containers[0].livenessProbe.httpGet.scheme, "HTTP");
+
+    // Client certificates required: the kubelet has none, so the probes only open the port.
+    const mutual = (only(
+      await render(
+        "--set",
+        "webConfig.secretName=w",
+        "--set",
+        "webConfig.scheme=https",
+        "--set",
+        "webConfig.tcpProbes=true",
+      ),
+      "DaemonSet",
+      // deno-lint-ignore no-explicit-any
+    ) as any).spec.template.spec.containers[0];
+    assert.deepEqual(mutual.livenessProbe.tcpSocket, { port: "metrics" });
+    assert.deepEqual(mutual.readinessProbe.tcpSocket, { port: "metrics" });
+    assert.equal(mutual.readinessProbe.httpGet, undefined);
   },
 });

@@ -19,7 +19,7 @@ async function writeConfig(dir: string, yaml: string): Promise<string> {
 
 const HASH = bcrypt.hashSync("s3cret", 4);
 
-Deno.test("web config: unknown keys, client certificates, bad hashes and other headers are refused by name", async () => {
+Deno.test("web config: unknown keys, unusable client certificate settings, bad hashes and other headers are refused by name", async () => {
   const dir = await Deno.makeTempDir({ prefix: "web-config-" });
   try {
     const refused: Array<[string, RegExp]> = [
@@ -30,7 +30,15 @@ Deno.test("web config: unknown keys, client certificates, bad hashes and other h
       ],
       [
         "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n",
-        /client certificates/,
+        /without tls_server_config\.client_ca_file/,
+      ],
+      [
+        "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: Sometimes\n",
+        /client_auth_type: Sometimes; expected one of NoClientCert/,
+      ],
+      [
+        "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
+        /client_ca_file, which client_auth_type: NoClientCert never uses/,
       ],
       ["tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n", /TLS13/],
       ["tls_server_config:\n  cert_file: missing.pem\n  key_file: missing.key\n", /cannot be read/],
@@ -105,6 +113,144 @@ Deno.test({
       );
     } finally {
       client.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** A CA and a client certificate it signs (clientAuth), made with openssl. */
+async function clientCertificate(
+  name: string,
+): Promise<{ caPem: string; cert: string; key: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "client-cert-" });
+  const openssl = async (args: string[]) => {
+    const output = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    })
+      .output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+  };
+  try {
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    await openssl([
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.crt",
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${name}-ca`,
+    ]);
+    await openssl([
+      "req",
+      ...ec,
+      "-keyout",
+      "client.key",
+      "-out",
+      "client.csr",
+      "-subj",
+      `/CN=${name}`,
+    ]);
+    await Deno.writeTextFile(
+      `${dir}/ext.cnf`,
+      "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    );
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      "client.csr",
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "client.crt",
+      "-days",
+      "2",
+      "-extfile",
+      "ext.cnf",
+    ]);
+    return {
+      caPem: await Deno.readTextFile(`${dir}/ca.crt`),
+      cert: await Deno.readTextFile(`${dir}/client.crt`),
+      key: await Deno.readTextFile(`${dir}/client.key`),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const MTLS = "web config: client certificates as client_auth_type asks";
+Deno.test({
+  name: `${MTLS}, on a real exporter: a trusted one passes, none or an untrusted one does not`,
+  ignore: !requires(MTLS, { commands: ["openssl"] }),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "web-config-mtls-" });
+    const server = await makeCertificates("127.0.0.1");
+    const trusted = await clientCertificate("prometheus");
+    const stranger = await clientCertificate("stranger");
+    await Deno.writeTextFile(`${dir}/tls.crt`, server.cert);
+    await Deno.writeTextFile(`${dir}/tls.key`, server.key);
+    await Deno.writeTextFile(`${dir}/clients.crt`, trusted.caPem);
+    const clients = {
+      trusted: Deno.createHttpClient({
+        caCerts: [server.caPem],
+        cert: trusted.cert,
+        key: trusted.key,
+      }),
+      stranger: Deno.createHttpClient({
+        caCerts: [server.caPem],
+        cert: stranger.cert,
+        key: stranger.key,
+      }),
+      none: Deno.createHttpClient({ caCerts: [server.caPem] }),
+    };
+    // What each policy lets through, per Go's tls.ClientAuthType.
+    const policies: Array<[string, Record<keyof typeof clients, boolean>]> = [
+      ["RequireAndVerifyClientCert", { trusted: true, stranger: false, none: false }],
+      ["VerifyClientCertIfGiven", { trusted: true, stranger: false, none: true }],
+      ["RequireAnyClientCert", { trusted: true, stranger: true, none: false }],
+      ["RequestClientCert", { trusted: true, stranger: true, none: true }],
+    ];
+    try {
+      for (const [policy, expected] of policies) {
+        const ca = policy.includes("Verify") ? "  client_ca_file: clients.crt\n" : "";
+        const path = await writeConfig(
+          dir,
+          `tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: ${policy}\n${ca}`,
+        );
+        await using exporter = await startExporter([
+          "--no-collector.dns",
+          "--network.targets=127.0.0.1:9",
+          `--web.config.file=${path}`,
+        ]);
+        const url = exporter.url.replace(/^http:/, "https:") + "/metrics";
+        for (
+          const [name, client] of Object.entries(clients) as Array<
+            [keyof typeof clients, Deno.HttpClient]
+          >
+        ) {
+          const status = await fetch(url, { client }).then(async (response) => {
+            await response.body?.cancel();
+            return response.status;
+          }).catch(() => "refused");
+          assert.equal(status, expected[name] ? 200 : "refused", `${policy}, ${name} client`);
+        }
+        // The kubelet's probes carry no certificate: under a policy that requires one they cannot pass,
+        // which is why the chart probes the port over TCP then (webConfig.clientCertificates).
+        assert.ok(exporter.logs.some((line) => line.includes("(https)")), "listening over https");
+      }
+    } finally {
+      for (const client of Object.values(clients)) client.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
