@@ -11,7 +11,7 @@
  */
 
 import { isIP } from "node:net";
-import { resolveFirstAddress } from "./probe_tcp.ts";
+import { addressToProbe } from "./resolve.ts";
 import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** Why an exchange failed. */
@@ -298,19 +298,9 @@ export async function probeNtp(
 ): Promise<NtpProbeResult> {
   rethrowIfCancelled(signal);
   if (signal.aborted) return { ok: false, reason: "timeout", message: errorMessage(signal.reason) };
-  let address = target.hostname;
-  if (isIP(address) === 0) {
-    try {
-      address = await (options.resolve ?? resolveFirstAddress)(target.hostname, signal);
-    } catch (error) {
-      rethrowIfCancelled(signal);
-      return {
-        ok: false,
-        reason: signal.aborted ? "timeout" : "resolve",
-        message: errorMessage(error),
-      };
-    }
-  }
+  const resolved = await addressToProbe(target.hostname, options.resolve, signal);
+  if (!("address" in resolved)) return { ok: false, ...resolved };
+  const address = resolved.address;
   const ignored = new Map<Ignored, number>();
   let done: Exchange;
   try {

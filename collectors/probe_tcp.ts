@@ -6,8 +6,8 @@
  * @module
  */
 
-import { isIP } from "node:net";
 import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
+import { addressToProbe } from "./resolve.ts";
 
 /** Why a dial failed. `resolve` is a name that would not resolve to an address. */
 export const DIAL_ERROR_REASONS = [
@@ -39,19 +39,6 @@ export interface TcpProbeOptions {
   connect?: (options: Deno.ConnectOptions & { signal?: AbortSignal }) => Promise<Deno.Conn>;
   resolve?: (name: string, signal: AbortSignal) => Promise<string>;
   now?: () => number;
-}
-
-/** Resolves a name to its first A record, else its first AAAA record. */
-export async function resolveFirstAddress(name: string, signal: AbortSignal): Promise<string> {
-  for (const type of ["A", "AAAA"] as const) {
-    try {
-      const [address] = await Deno.resolveDns(name, type, { signal });
-      if (address !== undefined) return address;
-    } catch (error) {
-      if (signal.aborted || !(error instanceof Deno.errors.NotFound)) throw error;
-    }
-  }
-  throw new Deno.errors.NotFound(`Cannot resolve ${name}: current value has no A or AAAA record`);
 }
 
 const REASON_BY_CODE: Readonly<Record<string, DialErrorReason>> = {
@@ -90,16 +77,9 @@ export async function probeTcp(
 ): Promise<TcpProbeResult> {
   const connect = options.connect ?? Deno.connect;
   const now = options.now ?? (() => performance.now());
-  let address = target.hostname;
-  if (isIP(address) === 0) {
-    try {
-      address = await (options.resolve ?? resolveFirstAddress)(target.hostname, signal);
-    } catch (error) {
-      rethrowIfCancelled(signal);
-      const reason = signal.aborted ? "timeout" : "resolve";
-      return { ok: false, reason, message: errorMessage(error) };
-    }
-  }
+  const resolved = await addressToProbe(target.hostname, options.resolve, signal);
+  if (!("address" in resolved)) return { ok: false, ...resolved };
+  const address = resolved.address;
   const failed = (error: unknown): TcpProbeResult => {
     rethrowIfCancelled(signal);
     return { ok: false, reason: classifyDialError(error, signal), message: errorMessage(error) };

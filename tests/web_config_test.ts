@@ -7,6 +7,7 @@
 import bcrypt from "bcryptjs";
 import { loadWebConfig } from "../lib/web_config.ts";
 import { makeCertificates } from "./helpers/api_server.ts";
+import { caAndLeaf, CLIENT_EXTENSIONS } from "./helpers/pki.ts";
 import { assert } from "./helpers/assert.ts";
 import { runProgram, startExporter, waitFor } from "./helpers/exporter_process.ts";
 import { requires } from "./helpers/requirements.ts";
@@ -118,75 +119,9 @@ Deno.test({
   },
 });
 
-/** A CA and a client certificate it signs (clientAuth), made with openssl. */
-async function clientCertificate(
-  name: string,
-): Promise<{ caPem: string; cert: string; key: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "client-cert-" });
-  const openssl = async (args: string[]) => {
-    const output = await new Deno.Command("openssl", {
-      args,
-      cwd: dir,
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    assert.ok(output.success, new TextDecoder().decode(output.stderr));
-  };
-  try {
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    await openssl([
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.crt",
-      "-days",
-      "2",
-      "-subj",
-      `/CN=${name}-ca`,
-    ]);
-    await openssl([
-      "req",
-      ...ec,
-      "-keyout",
-      "client.key",
-      "-out",
-      "client.csr",
-      "-subj",
-      `/CN=${name}`,
-    ]);
-    await Deno.writeTextFile(
-      `${dir}/ext.cnf`,
-      "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-    );
-    await openssl([
-      "x509",
-      "-req",
-      "-in",
-      "client.csr",
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "client.crt",
-      "-days",
-      "2",
-      "-extfile",
-      "ext.cnf",
-    ]);
-    return {
-      caPem: await Deno.readTextFile(`${dir}/ca.crt`),
-      cert: await Deno.readTextFile(`${dir}/client.crt`),
-      key: await Deno.readTextFile(`${dir}/client.key`),
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+/** A CA and a client certificate it signs (clientAuth). */
+function clientCertificate(name: string): Promise<{ caPem: string; cert: string; key: string }> {
+  return caAndLeaf(`${name}-ca`, `/CN=${name}`, CLIENT_EXTENSIONS);
 }
 
 const MTLS = "web config: client certificates as client_auth_type asks";

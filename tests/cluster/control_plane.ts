@@ -12,6 +12,8 @@
  * @module
  */
 
+import { CLIENT_EXTENSIONS, makeCa, serverExtensions, signLeaf } from "../helpers/pki.ts";
+import { stopChild } from "../helpers/proc.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
 /** A running child with its log, stopped with SIGTERM, then SIGKILL. */
@@ -49,113 +51,55 @@ function spawn(name: string, command: string, args: string[]): Component {
     logs,
     stop: () =>
       stopped ??= (async () => {
-        try {
-          child.kill("SIGTERM");
-        } catch { /* gone */ }
-        const killer = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch { /* gone */ }
-        }, 10_000);
-        await child.status;
-        clearTimeout(killer);
+        await stopChild(child, 10_000);
         await pumps;
       })(),
   };
 }
 
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const output = await new Deno.Command("openssl", {
-    args,
-    cwd,
-    stdout: "null",
-    stderr: "piped",
-    env: CHILD_ENV,
-  })
-    .output();
-  if (!output.success) {
-    throw new Error(
-      `Cannot make the cluster's keys: openssl ${args[0]} said ${
-        new TextDecoder().decode(output.stderr)
-      }`,
-    );
-  }
-}
-
-/** A key and a certificate signed by the run's CA. */
-async function signed(
-  dir: string,
-  name: string,
-  subject: string,
-  extensions: string,
-): Promise<void> {
-  await openssl([
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    subject,
-  ], dir);
-  await Deno.writeTextFile(`${dir}/${name}.cnf`, extensions);
-  await openssl([
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    `${name}.crt`,
-    "-days",
-    "2",
-    "-extfile",
-    `${name}.cnf`,
-  ], dir);
-}
-
 /** The CA, the API server's certificate, the harness's admin certificate and the service-account keys. */
 async function makePki(dir: string, address: string): Promise<void> {
-  await openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=net-exporter-sim-cluster-ca",
-  ], dir);
-  await signed(
+  await makeCa(dir, "net-exporter-sim-cluster-ca");
+  await signLeaf(
     dir,
     "apiserver",
     "/CN=kube-apiserver",
-    `subjectAltName=IP:${address},IP:127.0.0.1,IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n`,
+    serverExtensions([
+      `IP:${address}`,
+      "IP:127.0.0.1",
+      "IP:10.96.0.1",
+      "DNS:kubernetes",
+      "DNS:kubernetes.default",
+      "DNS:kubernetes.default.svc",
+      "DNS:kubernetes.default.svc.cluster.local",
+    ]),
   );
-  await signed(
-    dir,
-    "admin",
-    "/O=system:masters/CN=net-exporter-harness",
-    "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
-  );
-  await openssl(["genrsa", "-out", "sa.key", "2048"], dir);
-  await openssl(["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir);
+  await signLeaf(dir, "admin", "/O=system:masters/CN=net-exporter-harness", CLIENT_EXTENSIONS);
+  // Service-account tokens are signed with RSA, which every client of the API verifies.
+  for (
+    const args of [["genrsa", "-out", "sa.key", "2048"], [
+      "rsa",
+      "-in",
+      "sa.key",
+      "-pubout",
+      "-out",
+      "sa.pub",
+    ]]
+  ) {
+    const output = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+      env: CHILD_ENV,
+    })
+      .output();
+    if (!output.success) {
+      throw new Error(
+        `Cannot make the service-account key: ${new TextDecoder().decode(output.stderr)}`,
+      );
+    }
+  }
 }
 
 /** A free TCP port on `hostname` (taken back at once; the component binds it a moment later). */

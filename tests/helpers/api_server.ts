@@ -10,6 +10,8 @@
  * @module
  */
 
+import { caAndLeaf, serverExtensions } from "./pki.ts";
+
 /** A pod as the API server returns it (the fields the exporter reads, and some it must ignore). */
 export interface PodSpec {
   name: string;
@@ -77,73 +79,11 @@ export interface TestApiServer extends AsyncDisposable {
 
 const encoder = new TextEncoder();
 
-async function openssl(args: string[], cwd: string): Promise<void> {
-  const output = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
-    .output();
-  if (!output.success) {
-    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(output.stderr)}`);
-  }
-}
-
 /** A CA and a server certificate for `hostname` (an IP) signed by it, made with openssl. */
-export async function makeCertificates(
+export function makeCertificates(
   hostname: string,
 ): Promise<{ caPem: string; cert: string; key: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "api-server-tls-" });
-  try {
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    await openssl([
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.crt",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=test-ca",
-    ], dir);
-    await openssl([
-      "req",
-      ...ec,
-      "-keyout",
-      "server.key",
-      "-out",
-      "server.csr",
-      "-subj",
-      `/CN=${hostname}`,
-    ], dir);
-    await Deno.writeTextFile(
-      `${dir}/ext.cnf`,
-      `subjectAltName=IP:${hostname}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n`,
-    );
-    await openssl([
-      "x509",
-      "-req",
-      "-in",
-      "server.csr",
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "server.crt",
-      "-days",
-      "2",
-      "-extfile",
-      "ext.cnf",
-    ], dir);
-    return {
-      caPem: await Deno.readTextFile(`${dir}/ca.crt`),
-      cert: await Deno.readTextFile(`${dir}/server.crt`),
-      key: await Deno.readTextFile(`${dir}/server.key`),
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  return caAndLeaf("test-ca", `/CN=${hostname}`, serverExtensions([`IP:${hostname}`]));
 }
 
 function podObject(spec: PodSpec, resourceVersion: number) {

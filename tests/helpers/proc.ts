@@ -32,3 +32,22 @@ export async function processUsage(pid: number): Promise<ProcessUsage | undefine
     cpuSeconds: (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS,
   };
 }
+
+/** SIGTERM, then SIGKILL if the process has not exited within `graceMs`; resolves with its status. */
+export async function stopChild(
+  child: Deno.ChildProcess,
+  graceMs: number,
+): Promise<Deno.CommandStatus> {
+  const signal = (name: Deno.Signal) => {
+    try {
+      child.kill(name);
+    } catch { /* already gone */ }
+  };
+  signal("SIGTERM");
+  const killer = setTimeout(() => signal("SIGKILL"), graceMs);
+  try {
+    return await child.status;
+  } finally {
+    clearTimeout(killer);
+  }
+}

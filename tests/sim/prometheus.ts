@@ -13,6 +13,7 @@
  */
 
 import { parseAllDocuments } from "yaml";
+import { stopChild } from "../helpers/proc.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 
 const CHART = new URL("../../chart/", import.meta.url).pathname;
@@ -352,16 +353,7 @@ export async function startPrometheus(options: {
     query: async (expr) => (await api(`/api/v1/query?query=${encodeURIComponent(expr)}`)).result,
     alerts: async () => (await api("/api/v1/alerts")).alerts,
     async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      const killer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 10_000);
-      await child.status;
-      clearTimeout(killer);
+      await stopChild(child, 10_000);
       await pump;
     },
   };
