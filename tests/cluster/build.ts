@@ -146,6 +146,34 @@ export async function ensureControlPlane(
   return { binary, builtSeconds };
 }
 
+/** The Prometheus Operator release whose CRDs the cluster gets (a Go module, like the control plane). */
+export const PROMETHEUS_OPERATOR_VERSION = "v0.76.2";
+
+/**
+ * The ServiceMonitor and PrometheusRule CRDs, as YAML, from the Prometheus
+ * Operator's Go module (`example/prometheus-operator-crd/`), so the API
+ * server validates the chart's monitoring objects against their schemas.
+ */
+export async function monitoringCrds(): Promise<string[]> {
+  const dir = `${cacheDir()}/control-plane/src`;
+  await Deno.mkdir(dir, { recursive: true });
+  const download = JSON.parse(
+    await go([
+      "mod",
+      "download",
+      "-json",
+      `github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION}`,
+    ], dir),
+  ) as { Dir: string };
+  return await Promise.all(
+    ["servicemonitors", "prometheusrules"].map((kind) =>
+      Deno.readTextFile(
+        `${download.Dir}/example/prometheus-operator-crd/monitoring.coreos.com_${kind}.yaml`,
+      )
+    ),
+  );
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -161,6 +189,7 @@ async function sha256(text: string): Promise<string> {
 }
 
 if (import.meta.main) {
+  await monitoringCrds();
   const { binary, builtSeconds } = await ensureControlPlane();
   console.log(
     builtSeconds === undefined ? `up to date: ${binary}` : `built in ${builtSeconds} s: ${binary}`,

@@ -10,7 +10,8 @@
 
 import { SimCluster } from "../sim/cluster.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
-import { ensureControlPlane } from "./build.ts";
+import { parse as parseYaml } from "yaml";
+import { ensureControlPlane, monitoringCrds } from "./build.ts";
 import { ControlPlane } from "./control_plane.ts";
 import { NodeAgent } from "./node_agent.ts";
 
@@ -52,6 +53,7 @@ export class RealCluster implements AsyncDisposable {
         timeoutMs: 1_000,
       });
       cluster.plane = await ControlPlane.start(binary, cluster.sim.controlAddress);
+      await cluster.#installCrds();
       for (const node of cluster.sim.nodes.slice(0, options.nodes)) {
         const agent = new NodeAgent(cluster.plane, cluster.sim, node);
         cluster.agents.push(agent);
@@ -62,6 +64,33 @@ export class RealCluster implements AsyncDisposable {
       throw error;
     }
     return cluster;
+  }
+
+  /** The ServiceMonitor and PrometheusRule CRDs, established, so the chart's monitoring objects are validated too. */
+  async #installCrds(): Promise<void> {
+    const names: string[] = [];
+    for (const yaml of await monitoringCrds()) {
+      const crd = parseYaml(yaml) as { metadata: { name: string } };
+      await this.plane.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd);
+      names.push(crd.metadata.name);
+    }
+    const deadline = performance.now() + 60_000;
+    for (const name of names) {
+      for (;;) {
+        const crd = await this.plane.ok(
+          "GET",
+          `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`,
+        );
+        const conditions = (crd.status?.conditions ?? []) as Array<
+          { type: string; status: string }
+        >;
+        if (conditions.some((c) => c.type === "Established" && c.status === "True")) break;
+        if (performance.now() > deadline) {
+          throw new Error(`Cannot install the CRD ${name}: not established within 60 s`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
   }
 
   /** Nodes registered now. */
@@ -109,6 +138,11 @@ export class RealCluster implements AsyncDisposable {
       "network.interval": PROBE_INTERVAL,
       "network.timeout": "1s",
       "discovery.mode": "on",
+      // Every object the chart can render; the monitoring ones are checked against the operator's CRDs.
+      "serviceMonitor.enabled": "true",
+      "prometheusRule.enabled": "true",
+      "dashboard.enabled": "true",
+      "networkPolicy.enabled": "true",
     };
   }
 

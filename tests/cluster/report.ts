@@ -214,7 +214,7 @@ export function judge(report: ClusterReport): string[] {
 export function markdown(report: ClusterReport): string {
   const rows: Array<[string, string]> = [
     [
-      "`helm install` of chart/, unchanged: objects accepted by the API server",
+      "`helm install` of chart/, unchanged, every object on (ServiceMonitor and PrometheusRule checked against the Prometheus Operator's CRDs): objects accepted by the API server",
       `${report.install.objects_applied}`,
     ],
     [
