@@ -97,8 +97,8 @@ Deno.test({
     assert.equal(daemonSet.spec.updateStrategy.type, "RollingUpdate");
     assert.equal(daemonSet.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
     assert.ok(
-      pod.terminationGracePeriodSeconds >= 10,
-      "covers the 2 s linger and in-flight probes",
+      pod.terminationGracePeriodSeconds >= 15,
+      "covers the 6 s linger and in-flight probes",
     );
     assert.equal(pod.hostNetwork, false);
     assert.equal(pod.serviceAccountName, "net-net-exporter");
