@@ -135,6 +135,8 @@ export class AlertHarness implements AsyncDisposable {
   static async create(cluster: SimCluster): Promise<AlertHarness> {
     const dir = await Deno.makeTempDir({ prefix: "net-exporter-prometheus-" });
     const harness = new AlertHarness(cluster, dir);
+    // However the cluster goes (Ctrl-C included), Prometheus stops first.
+    cluster.beforeTeardown(() => harness[Symbol.asyncDispose]());
     harness.#disposers.push(() => Deno.remove(dir, { recursive: true }));
     try {
       await harness.#start();
@@ -188,7 +190,14 @@ export class AlertHarness implements AsyncDisposable {
     return this.recorder.active().map(({ labels }) => describe(labels));
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
+  #disposing: Promise<void> | undefined;
+
+  /** Stops everything it started, once; a second call waits for the first. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.#disposing ??= this.#dispose();
+  }
+
+  async #dispose(): Promise<void> {
     if (this.#bookmarks !== undefined) clearInterval(this.#bookmarks);
     for (const dispose of this.#disposers.reverse()) {
       try {

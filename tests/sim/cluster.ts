@@ -533,8 +533,24 @@ export class SimCluster implements AsyncDisposable {
   }
 
   #teardown: Promise<void> | undefined;
+  readonly #beforeTeardown: Array<() => PromiseLike<void>> = [];
+
+  /**
+   * Runs `dispose` first when the cluster is torn down, however that comes
+   * (the end of a run, a failure, Ctrl-C): for what uses the cluster's
+   * addresses from the root namespace, e.g. a Prometheus scraping the pods,
+   * which must stop before the addresses would follow the default route.
+   */
+  beforeTeardown(dispose: () => PromiseLike<void>): void {
+    this.#beforeTeardown.push(dispose);
+  }
 
   async #tearDown(): Promise<void> {
+    for (const dispose of this.#beforeTeardown.reverse()) {
+      try {
+        await dispose();
+      } catch { /* the rest still goes */ }
+    }
     await Promise.all(this.nodes.map((node) => node.exporter?.stop().catch(() => {})));
     // The servers go while the links still carry their goodbyes: a connection whose peer
     // namespace is gone would keep them retransmitting for minutes.
