@@ -230,6 +230,10 @@ export function markdown(report: ClusterReport): string {
       `${report.discovery.list_per_pod_per_hour} / ${report.discovery.watch_per_pod_per_hour}`,
     ],
     [
+      "Seconds between one pod's consecutive watch requests (median, audit log)",
+      `${report.discovery.seconds_between_watches ?? "fewer than two in the window"}`,
+    ],
+    [
       "Forbidden requests by the pods in steady state (audit log)",
       `${report.rbac.forbidden_in_steady_state} of ${report.rbac.requests_in_steady_state}`,
     ],
@@ -287,7 +291,7 @@ export function markdown(report: ClusterReport): string {
         `${m.seconds_until_added_node_probed_by_all ?? "never"}`,
       ],
       [
-        `Node ${m.removed_node} deleted: seconds until its series left every pod`,
+        `Node ${m.removed_node} deleted: seconds until the pod garbage collector removed its pod (${m.seconds_until_removed_pod_collected} s), then until its series left every pod`,
         `${m.seconds_until_removed_node_gone_everywhere ?? "never"}`,
       ],
       [

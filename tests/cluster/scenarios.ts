@@ -107,6 +107,8 @@ export interface DiscoveryResult {
   readonly window_seconds: number;
   readonly list_per_pod_per_hour: number;
   readonly watch_per_pod_per_hour: number;
+  /** Median seconds between one pod's consecutive watch requests (null: fewer than two in the window). */
+  readonly seconds_between_watches: number | null;
   readonly forbidden: number;
 }
 
@@ -133,6 +135,18 @@ export async function discovery(cluster: RealCluster, windowMs: number): Promise
       events.filter((event) => event.verb === verb).length / scraped.size / (windowMs / 3_600_000) *
         10,
     ) / 10;
+  // A count over a window is at the mercy of where the window's edges fall; the gap is not.
+  const watchesByPod = new Map<string, number[]>();
+  for (const event of events.filter((event) => event.verb === "watch")) {
+    const pod = event.user.extra?.["authentication.kubernetes.io/pod-name"]?.[0] ?? "?";
+    watchesByPod.set(pod, [
+      ...(watchesByPod.get(pod) ?? []),
+      Date.parse(event.requestReceivedTimestamp),
+    ]);
+  }
+  const gaps = [...watchesByPod.values()].flatMap((times) =>
+    times.sort((a, b) => a - b).slice(1).map((time, index) => (time - times[index]!) / 1000)
+  ).sort((a, b) => a - b);
   return {
     max_peers: maxPeers,
     selected_per_pod: selected,
@@ -140,6 +154,9 @@ export async function discovery(cluster: RealCluster, windowMs: number): Promise
     window_seconds: windowMs / 1000,
     list_per_pod_per_hour: perPodPerHour("list"),
     watch_per_pod_per_hour: perPodPerHour("watch"),
+    seconds_between_watches: gaps.length === 0
+      ? null
+      : Math.round(gaps[Math.floor(gaps.length / 2)]! * 10) / 10,
     forbidden: events.filter((event) => event.responseStatus?.code === 403).length,
   };
 }
@@ -389,6 +406,8 @@ export interface MembershipResult {
   readonly added_node: string;
   readonly seconds_until_added_node_probed_by_all: number | null;
   readonly removed_node: string;
+  /** From the Node's deletion until the pod garbage collector had removed its pod. */
+  readonly seconds_until_removed_pod_collected: number;
   readonly seconds_until_removed_node_gone_everywhere: number | null;
   readonly series_left_for_removed_node: number;
   readonly pairs_before: number;
@@ -438,9 +457,11 @@ export async function membership(cluster: RealCluster): Promise<MembershipResult
   const removed = cluster.agents[0]!.node.name;
   const removing = performance.now();
   await cluster.removeNode(removed);
+  const podCollected = Math.round((performance.now() - removing) / 100) / 10;
   let goneEverywhere: number | null = null;
-  let left = 0;
-  while (performance.now() - removing < 60_000) {
+  let left = -1;
+  const deadline = performance.now() + 60_000;
+  while (performance.now() < deadline) {
     const scraped = await scrapeAll(cluster);
     left = [...scraped.values()].reduce(
       (total, { metrics }) =>
@@ -461,6 +482,7 @@ export async function membership(cluster: RealCluster): Promise<MembershipResult
     added_node: added,
     seconds_until_added_node_probed_by_all: addedSeen,
     removed_node: removed,
+    seconds_until_removed_pod_collected: podCollected,
     seconds_until_removed_node_gone_everywhere: goneEverywhere,
     series_left_for_removed_node: left,
     pairs_before: before.size,
