@@ -12,8 +12,8 @@
  * cut and resumed. The last known pods stay known throughout.
  *
  * Everything the API server sends is bounded: a list has a deadline, a cap on
- * its pages and on each page's bytes; a watch has a deadline for its answer
- * and first byte, and a cap on one line. A watch that ends at once or with
+ * its pages and on each page's bytes; a watch has a deadline for its answer,
+ * then for silence (the server's timeout plus slack), and a cap on one line. A watch that ends at once or with
  * nothing in it waits its backoff like a failure, so a broken proxy that
  * answers 200 and hangs up is not asked again in a tight loop.
  * @module
@@ -49,7 +49,7 @@ export interface WatcherOptions {
   readonly pageSize?: number;
   /** Deadline of one list page, from request to the last byte of its body. */
   readonly listTimeoutMs?: number;
-  /** Deadline of a watch's answer and first byte. */
+  /** Deadline of a watch's answer (its status and headers). */
   readonly watchOpenTimeoutMs?: number;
   /** Pages one list may take; beyond it the list is abandoned and retried. */
   readonly maxListPages?: number;
@@ -306,7 +306,9 @@ export class PodWatcher {
     const silence = new AbortController();
     const signal = AbortSignal.any([outer, silence.signal]);
     const silenceLimitMs = watchTimeoutSeconds * 1000 + silenceSlackMs;
-    // Until the first byte, the open deadline; after it, the server's timeout plus slack.
+    // Until the answer, the open deadline; after it, the server's timeout plus slack. A real
+    // kube-apiserver answers at once and then may send nothing until an event or its next
+    // bookmark (a minute or more): a deadline on the first byte cut every quiet watch at 30 s.
     let limitMs = Math.min(watchOpenTimeoutMs, silenceLimitMs);
     let answered = false;
     let timer = clock.setTimeout(() => silence.abort(), limitMs);
@@ -328,6 +330,7 @@ export class PodWatcher {
         signal,
       );
       answered = true;
+      heardFrom();
       const lines = new LineSplitter();
       const decoder = new TextDecoder();
       for await (const chunk of response.body ?? []) {

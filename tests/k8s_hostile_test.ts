@@ -300,3 +300,36 @@ Deno.test("discovery: an outage is one warning with its cause, another kind of f
     await network.stop();
   }
 });
+
+Deno.test("hostile API: a watch that answers and then stays quiet past the open deadline is kept (a real API server does this until its first bookmark)", async () => {
+  const client = fakeClient((path, signal) => {
+    if (!isWatch(path)) return Promise.resolve(listAnswer());
+    // Headers at once, then nothing for three open deadlines, then a bookmark; open until cancelled.
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        signal.addEventListener("abort", () => controller.error(signal.reason), { once: true });
+        await new Promise((resolve) => setTimeout(resolve, 450));
+        if (signal.aborted) return;
+        controller.enqueue(
+          new TextEncoder().encode(
+            JSON.stringify({ type: "BOOKMARK", object: { metadata: { resourceVersion: "9" } } }) +
+              "\n",
+          ),
+        );
+      },
+    });
+    return Promise.resolve(new Response(body, { status: 200 }));
+  });
+  const { watcher, failures, synced } = watcherWith(client, { watchOpenTimeoutMs: 150 });
+  watcher.start();
+  try {
+    await waitFor(
+      () => Promise.resolve(synced() >= 2),
+      5_000,
+      "the bookmark after the quiet spell",
+    );
+    assert.deepEqual(failures, [], "a quiet watch is not a failure");
+  } finally {
+    await watcher.stop();
+  }
+});

@@ -110,6 +110,8 @@ export interface DiscoveryResult {
   /** Median seconds between one pod's consecutive watch requests (null: fewer than two in the window). */
   readonly seconds_between_watches: number | null;
   readonly forbidden: number;
+  /** `network_error_total` summed over the pods at the end of the window: API failures they counted. */
+  readonly exporter_errors: number;
 }
 
 /** Steady state over `windowMs`: peers selected, and the API server's count of requests per pod. */
@@ -135,9 +137,13 @@ export async function discovery(cluster: RealCluster, windowMs: number): Promise
       events.filter((event) => event.verb === verb).length / scraped.size / (windowMs / 3_600_000) *
         10,
     ) / 10;
-  // A count over a window is at the mercy of where the window's edges fall; the gap is not.
+  // A count over a window is at the mercy of where the window's edges fall; the gap is not,
+  // so it is taken over every watch of the pods so far, from their first.
   const watchesByPod = new Map<string, number[]>();
-  for (const event of events.filter((event) => event.verb === "watch")) {
+  const watches = exporterRequests(await cluster.plane.audit()).filter((event) =>
+    event.verb === "watch" && event.requestReceivedTimestamp <= to
+  );
+  for (const event of watches) {
     const pod = event.user.extra?.["authentication.kubernetes.io/pod-name"]?.[0] ?? "?";
     watchesByPod.set(pod, [
       ...(watchesByPod.get(pod) ?? []),
@@ -158,6 +164,10 @@ export async function discovery(cluster: RealCluster, windowMs: number): Promise
       ? null
       : Math.round(gaps[Math.floor(gaps.length / 2)]! * 10) / 10,
     forbidden: events.filter((event) => event.responseStatus?.code === 403).length,
+    exporter_errors: [...scraped.values()].reduce(
+      (total, { metrics }) => total + metrics.value("network_error_total"),
+      0,
+    ),
   };
 }
 
