@@ -8,10 +8,10 @@
  */
 
 import { Buffer } from "node:buffer";
-import { isIP } from "node:net";
 // @ts-types="npm:@types/dns-packet@5.6.5"
 import dnsPacket from "dns-packet";
 import { readExactly, writeAll } from "../lib/io.ts";
+import { withUdpExchange } from "./udp.ts";
 import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** Why a lookup failed. `notfound` is the system path's NotFound, whose cause is unknown. */
@@ -204,12 +204,6 @@ type Exchange = (
   signal: AbortSignal,
 ) => Promise<{ response: dnsPacket.Packet; seconds: number }>;
 
-/** Strips brackets and the IPv4-mapped prefix, so a sender compares with the server as written. */
-function plainAddress(address: string): string {
-  const lower = address.toLowerCase();
-  return lower.startsWith("::ffff:") && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
-}
-
 /**
  * Largest datagram read. Queries carry no EDNS, so a real answer fits in 512
  * bytes; a longer datagram is not a valid answer and is read truncated.
@@ -222,26 +216,16 @@ const MAX_DATAGRAM_BYTES = 4096;
  * a flood of junk costs no allocation per datagram (20,000 junk datagrams in
  * 1.5 s: peak RSS +13 MiB, against +100 MiB through node:dgram).
  */
-const exchangeUdp: Exchange = async (server, query, asked, { now, onStray }, signal) => {
-  const socket = Deno.listenDatagram({
-    hostname: isIP(server.hostname) === 6 ? "::" : "0.0.0.0",
-    port: 0,
-    transport: "udp",
-  });
-  // A pending receive cannot take a signal: closing the socket ends it.
-  const closeOnAbort = () => socket.close();
-  signal.addEventListener("abort", closeOnAbort, { once: true });
-  const serverAddress = plainAddress(server.hostname);
-  try {
+const exchangeUdp: Exchange = (server, query, asked, { now, onStray }, signal) =>
+  withUdpExchange(server, signal, async ({ socket, isFromServer }) => {
     const buffer = new Uint8Array(MAX_DATAGRAM_BYTES);
     const startedAt = now();
     await socket.send(query, { hostname: server.hostname, port: server.port, transport: "udp" });
     for (;;) {
       const [message, sender] = await socket.receive(buffer);
       const receivedAt = now();
-      const from = sender as Deno.NetAddr;
       // Only the server's own address and port may answer; checked before anything is read.
-      if (from.port !== server.port || plainAddress(from.hostname) !== serverAddress) {
+      if (!isFromServer(sender)) {
         onStray("sender");
         continue;
       }
@@ -252,14 +236,7 @@ const exchangeUdp: Exchange = async (server, query, asked, { now, onStray }, sig
       }
       return { response: answer, seconds: (receivedAt - startedAt) / 1000 };
     }
-  } catch (error) {
-    if (signal.aborted) throw signal.reason;
-    throw error;
-  } finally {
-    signal.removeEventListener("abort", closeOnAbort);
-    if (!signal.aborted) socket.close();
-  }
-};
+  });
 
 /** Over TCP, a message that is not the answer is skipped and the next one read, until the deadline. */
 const exchangeTcp: Exchange = async (server, query, asked, { now, onStray }, signal) => {

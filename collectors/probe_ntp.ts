@@ -10,8 +10,8 @@
  * @module
  */
 
-import { isIP } from "node:net";
 import { addressToProbe } from "./resolve.ts";
+import { withUdpExchange } from "./udp.ts";
 import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** Why an exchange failed. */
@@ -166,12 +166,6 @@ function readReply(message: Uint8Array, nonce: Uint8Array): Reply | Ignored {
   };
 }
 
-/** Strips the IPv4-mapped prefix, so a sender compares with the server as written. */
-function plainAddress(address: string): string {
-  const lower = address.toLowerCase();
-  return lower.startsWith("::ffff:") && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
-}
-
 /** The exchange's four timestamps, ms since the Unix epoch. */
 interface Exchange {
   readonly reply: Reply;
@@ -185,23 +179,14 @@ interface Exchange {
  * other than the request's nonce) is ignored and noted; the caller's signal is
  * the only deadline.
  */
-async function exchange(
+function exchange(
   address: string,
   port: number,
   options: Required<Pick<NtpProbeOptions, "wallClock" | "now">>,
   ignored: Map<Ignored, number>,
   signal: AbortSignal,
 ): Promise<Exchange> {
-  const socket = Deno.listenDatagram({
-    hostname: isIP(address) === 6 ? "::" : "0.0.0.0",
-    port: 0,
-    transport: "udp",
-  });
-  // A pending receive cannot take a signal: closing the socket ends it.
-  const closeOnAbort = () => socket.close();
-  signal.addEventListener("abort", closeOnAbort, { once: true });
-  const serverAddress = plainAddress(address);
-  try {
+  return withUdpExchange({ hostname: address, port }, signal, async ({ socket, isFromServer }) => {
     const request = new Uint8Array(PACKET_BYTES);
     request[0] = CLIENT_HEADER;
     // The transmit timestamp is a random nonce, as chrony sends it: the server
@@ -216,10 +201,7 @@ async function exchange(
     for (;;) {
       const [message, sender] = await socket.receive(buffer);
       const receivedAt = options.now();
-      const from = sender as Deno.NetAddr;
-      let reply: Reply | Ignored;
-      if (from.port !== port || plainAddress(from.hostname) !== serverAddress) reply = "sender";
-      else reply = readReply(message, nonce);
+      const reply = isFromServer(sender) ? readReply(message, nonce) : "sender";
       if (typeof reply === "string") {
         ignored.set(reply, (ignored.get(reply) ?? 0) + 1);
         continue;
@@ -227,13 +209,7 @@ async function exchange(
       const t1 = clock.wallMs + (sentAt - clock.monotonicMs);
       return { reply, t1, t4: t1 + (receivedAt - sentAt) };
     }
-  } catch (error) {
-    if (signal.aborted) throw signal.reason;
-    throw error;
-  } finally {
-    signal.removeEventListener("abort", closeOnAbort);
-    if (!signal.aborted) socket.close();
-  }
+  });
 }
 
 /** Judges a reply that answers our request, and computes δ and θ from it. */
