@@ -15,6 +15,7 @@
 import { CLIENT_EXTENSIONS, makeCa, serverExtensions, signLeaf } from "../helpers/pki.ts";
 import { stopChild } from "../helpers/proc.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
+import { closedPort } from "../helpers/tcp.ts";
 
 /** A running child with its log, stopped with SIGTERM, then SIGKILL. */
 interface Component {
@@ -100,14 +101,6 @@ async function makePki(dir: string, address: string): Promise<void> {
       );
     }
   }
-}
-
-/** A free TCP port on `hostname` (taken back at once; the component binds it a moment later). */
-function freePort(hostname = "127.0.0.1"): number {
-  const listener = Deno.listen({ hostname, port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /**
@@ -216,8 +209,8 @@ export class ControlPlane implements AsyncDisposable {
     this.caPem = await Deno.readTextFile(`${dir}/ca.crt`);
     await Deno.writeTextFile(`${dir}/audit-policy.json`, auditPolicy("monitoring"));
     await Deno.writeTextFile(`${dir}/admission.json`, CRITICAL_PRIORITY_ADMISSION);
-    const clientPort = freePort();
-    const peerPort = freePort();
+    const clientPort = closedPort();
+    const peerPort = closedPort();
     this.#etcdUrl = `http://127.0.0.1:${clientPort}`;
     this.components.set(
       "etcd",
@@ -238,7 +231,7 @@ export class ControlPlane implements AsyncDisposable {
       30_000,
       "etcd healthy",
     );
-    this.#apiPort = freePort(address);
+    this.#apiPort = closedPort(address);
     this.apiUrl = `https://${address}:${this.#apiPort}`;
     this.#startApiServer();
     this.#client = Deno.createHttpClient({
@@ -248,38 +241,30 @@ export class ControlPlane implements AsyncDisposable {
     });
     await this.waitUntilReady();
     await Deno.writeTextFile(this.adminKubeconfig, this.#kubeconfig(), { mode: 0o600 });
-    this.components.set(
-      "kube-controller-manager",
-      spawn("kube-controller-manager", this.binary, [
-        "kube-controller-manager",
-        `--kubeconfig=${this.adminKubeconfig}`,
-        `--authentication-kubeconfig=${this.adminKubeconfig}`,
-        `--authorization-kubeconfig=${this.adminKubeconfig}`,
-        "--bind-address=127.0.0.1",
-        `--secure-port=${freePort()}`,
-        `--cert-dir=${dir}/kcm-certs`,
-        "--leader-elect=false",
-        "--use-service-account-credentials=true",
-        `--service-account-private-key-file=${dir}/sa.key`,
-        `--root-ca-file=${dir}/ca.crt`,
-        "--controllers=*",
-        "--v=1",
-      ]),
-    );
-    this.components.set(
-      "kube-scheduler",
-      spawn("kube-scheduler", this.binary, [
-        "kube-scheduler",
-        `--kubeconfig=${this.adminKubeconfig}`,
-        `--authentication-kubeconfig=${this.adminKubeconfig}`,
-        `--authorization-kubeconfig=${this.adminKubeconfig}`,
-        "--bind-address=127.0.0.1",
-        `--secure-port=${freePort()}`,
-        `--cert-dir=${dir}/scheduler-certs`,
-        "--leader-elect=false",
-        "--v=1",
-      ]),
-    );
+    // Both reach the API server as the harness and serve their own health on loopback only.
+    const component = (name: string, own: string[]) =>
+      this.components.set(
+        name,
+        spawn(name, this.binary, [
+          name,
+          `--kubeconfig=${this.adminKubeconfig}`,
+          `--authentication-kubeconfig=${this.adminKubeconfig}`,
+          `--authorization-kubeconfig=${this.adminKubeconfig}`,
+          "--bind-address=127.0.0.1",
+          `--secure-port=${closedPort()}`,
+          `--cert-dir=${dir}/${name}-certs`,
+          "--leader-elect=false",
+          "--v=1",
+          ...own,
+        ]),
+      );
+    component("kube-controller-manager", [
+      "--use-service-account-credentials=true",
+      `--service-account-private-key-file=${dir}/sa.key`,
+      `--root-ca-file=${dir}/ca.crt`,
+      "--controllers=*",
+    ]);
+    component("kube-scheduler", []);
     // The service-account controller runs: the default service account appears.
     await this.#waitFor(
       async () =>
@@ -406,6 +391,11 @@ export class ControlPlane implements AsyncDisposable {
     } finally {
       if (options.token) client.close();
     }
+  }
+
+  /** A long-lived request as the harness's admin (a watch), ended by `signal`; the caller reads the body. */
+  watch(path: string, signal: AbortSignal): Promise<Response> {
+    return fetch(`${this.apiUrl}${path}`, { client: this.#client, signal });
   }
 
   /** Like {@link request}, but throws unless the status is 2xx. */

@@ -184,16 +184,8 @@ export class NodeAgent implements AsyncDisposable {
   }
 
   async #stream(path: string): Promise<void> {
-    const client = Deno.createHttpClient({
-      caCerts: [this.plane.caPem],
-      cert: await Deno.readTextFile(`${this.plane.dir}/admin.crt`),
-      key: await Deno.readTextFile(`${this.plane.dir}/admin.key`),
-    });
+    const response = await this.plane.watch(path, this.#abort.signal);
     try {
-      const response = await fetch(`${this.plane.apiUrl}${path}`, {
-        client,
-        signal: this.#abort.signal,
-      });
       if (!response.ok || !response.body) throw new Error(`watch answered ${response.status}`);
       for await (const line of linesOf(response.body)) {
         if (line.trim() === "") continue;
@@ -205,7 +197,7 @@ export class NodeAgent implements AsyncDisposable {
         else this.#enqueue(event.object);
       }
     } finally {
-      client.close();
+      await response.body?.cancel().catch(() => {});
     }
   }
 

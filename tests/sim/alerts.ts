@@ -148,12 +148,7 @@ export class AlertHarness implements AsyncDisposable {
   }
 
   async #start(): Promise<void> {
-    const values = Object.fromEntries(
-      Object.entries(RUN_VALUES).filter(([key]) =>
-        key.startsWith("prometheusRule.") || key.startsWith("serviceMonitor.")
-      ),
-    );
-    this.monitoring = await renderMonitoring(RELEASE, NAMESPACE, values);
+    this.monitoring = await renderMonitoring(RELEASE, NAMESPACE, RUN_VALUES);
     this.ntp = startNtpServer({ offsetMs: 3 }, this.cluster.controlAddress);
     this.#disposers.push(() => this.ntp[Symbol.asyncDispose]());
     this.#bookmarks = setInterval(() => this.cluster.api.bookmark(), BOOKMARK_EVERY_MS);

@@ -15,6 +15,7 @@
 import { parseAllDocuments } from "yaml";
 import { stopChild } from "../helpers/proc.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
+import { closedPort } from "../helpers/tcp.ts";
 
 const CHART = new URL("../../chart/", import.meta.url).pathname;
 
@@ -284,14 +285,6 @@ export interface PrometheusServer extends AsyncDisposable {
   alerts(): Promise<ActiveAlert[]>;
 }
 
-/** A free port on 127.0.0.1 (taken back at once; Prometheus cannot report a port it chose). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /**
  * Starts `prometheus` with one scrape job and the rule groups, evaluated every
  * `evaluationInterval`, storing in a temporary directory removed on dispose.
@@ -319,7 +312,7 @@ export async function startPrometheus(options: {
       2,
     ),
   );
-  const port = freePort();
+  const port = closedPort();
   const child = new Deno.Command("prometheus", {
     args: [
       `--config.file=${dir}/prometheus.yml`,
