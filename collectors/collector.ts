@@ -8,7 +8,7 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import client from "prom-client";
+import * as client from "../lib/prom_client.ts";
 import { type Clock, deadline, systemClock } from "../lib/clock.ts";
 import { Scheduler } from "../lib/scheduler.ts";
 import { Semaphore } from "../lib/semaphore.ts";

@@ -4,8 +4,8 @@
  * @module
  */
 
-import { isIP } from "node:net";
-import client from "prom-client";
+import { isIP } from "../lib/ip.ts";
+import * as client from "../lib/prom_client.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../lib/address.ts";
 import { type Flag, FlagError, type FlagValues, listFlag } from "../lib/flags.ts";
 import {

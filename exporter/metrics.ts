@@ -6,7 +6,7 @@
  */
 
 import process from "node:process";
-import client from "prom-client";
+import * as client from "../lib/prom_client.ts";
 import type { SharedMetrics } from "../collectors/collector.ts";
 import denoJson from "../deno.json" with { type: "json" };
 

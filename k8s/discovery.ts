@@ -9,8 +9,8 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { isIP } from "node:net";
-import client from "prom-client";
+import { isIP } from "../lib/ip.ts";
+import * as client from "../lib/prom_client.ts";
 import { formatDuration } from "../lib/duration.ts";
 import { describeError } from "../lib/errors.ts";
 import {
