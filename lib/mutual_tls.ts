@@ -9,7 +9,7 @@
  */
 
 import type { Buffer } from "node:buffer";
-import tls from "node:tls";
+import type tls from "node:tls";
 
 /** The exporter-toolkit's (Go's) client authentication policies. */
 export const CLIENT_AUTH_TYPES = [
@@ -179,9 +179,11 @@ class MutualTlsListener {
 /**
  * Listens for TLS connections that present client certificates as
  * `options.clientAuth` asks. Resolves once bound; rejects (e.g. address in
- * use) with the server's error.
+ * use) with the server's error. `node:tls` is loaded here, on first use, not
+ * at start: an exporter that asks no client certificates (most of them) does
+ * not carry its resident memory.
  */
-export function listenMutualTls(options: MutualTlsOptions): Promise<Deno.Listener> {
+export async function listenMutualTls(options: MutualTlsOptions): Promise<Deno.Listener> {
   const verify = options.clientAuth === "VerifyClientCertIfGiven" ||
     options.clientAuth === "RequireAndVerifyClientCert";
   if (verify && !options.clientCa) {
@@ -189,7 +191,8 @@ export function listenMutualTls(options: MutualTlsOptions): Promise<Deno.Listene
       `Cannot verify client certificates: current client_auth_type ${options.clientAuth} has no client CA`,
     );
   }
-  const server = tls.createServer({
+  const { default: nodeTls } = await import("node:tls");
+  const server = nodeTls.createServer({
     cert: options.cert,
     key: options.key,
     requestCert: true,

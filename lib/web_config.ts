@@ -11,9 +11,7 @@
  * @module
  */
 
-import bcrypt from "bcryptjs";
 import { dirname, isAbsolute, join } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { plain, type ServerTls } from "./http_server.ts";
 import { CLIENT_AUTH_TYPES, type ClientAuthType } from "./mutual_tls.ts";
 
@@ -61,6 +59,8 @@ export async function loadWebConfig(path: string): Promise<WebConfig> {
   };
   let document: unknown;
   try {
+    // Loaded on first use: most exporters run without a web config and need not carry a YAML parser.
+    const { parse: parseYaml } = await import("yaml");
     document = parseYaml(await Deno.readTextFile(path)) ?? {};
   } catch (error) {
     return fail(`cannot be read: ${error instanceof Error ? error.message : error}`);
@@ -217,6 +217,8 @@ export class BasicAuth {
       ),
     ).join(",");
     if (this.#verified.has(key)) return true;
+    // Loaded on first use, as only a configuration with users needs it.
+    const { default: bcrypt } = await import("bcryptjs");
     if (!(await bcrypt.compare(password, hash))) return false;
     if (this.#verified.size >= VERIFIED_CACHE) this.#verified.clear();
     this.#verified.add(key);
