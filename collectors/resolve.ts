@@ -4,7 +4,7 @@
  * @module
  */
 
-import { isIP } from "node:net";
+import { isIP } from "../lib/ip.ts";
 import { errorMessage, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** Resolves a name to its first A record, else its first AAAA record. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { isIP } from "node:net";
+import { isIP } from "../lib/ip.ts";
 
 /** Strips the IPv4-mapped prefix, so a sender compares with the server as written. */
 function plainAddress(address: string): string {

@@ -15,7 +15,7 @@
  */
 
 import { dirname, isAbsolute, join } from "node:path";
-import { isIP } from "node:net";
+import { isIP } from "../lib/ip.ts";
 import type { Cluster, User } from "@kubernetes/client-node/dist/config_types.js";
 import { FileAuth } from "@kubernetes/client-node/dist/file_auth.js";
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { isIP } from "node:net";
+import { isIP } from "../lib/ip.ts";
 
 /** A pod as the cache keeps it. */
 export interface PodRecord {

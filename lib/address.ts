@@ -4,7 +4,7 @@
  * @module
  */
 
-import { isIP } from "node:net";
+import { isIP } from "./ip.ts";
 
 /** A host (IP literal without brackets, or a name) and a port. */
 export interface HostPort {

@@ -1,3 +1,5 @@
+import { isIP as nodeIsIP } from "node:net";
+import { isIP } from "../lib/ip.ts";
 import { LineSplitter } from "../lib/lines.ts";
 import { describeError } from "../lib/errors.ts";
 import { assert } from "./helpers/assert.ts";
@@ -33,4 +35,60 @@ Deno.test("errors: a description keeps every cause an operator needs, once", () 
   const repeated = new Error("Cannot list pods: timed out", { cause: new Error("timed out") });
   assert.equal(describeError(repeated), "Error: Cannot list pods: timed out");
   assert.equal(describeError("plain"), "plain");
+});
+
+Deno.test("ip: the family of a string is node:net's, on hand-picked and generated strings", () => {
+  const picked = [
+    "",
+    "1.2.3.4",
+    "255.255.255.255",
+    "256.1.1.1",
+    "01.2.3.4",
+    "1.2.3",
+    "1.2.3.4.5",
+    " 1.2.3.4",
+    "::",
+    "::1",
+    "fd00::5",
+    "fe80::1%eth0",
+    "::ffff:10.0.0.1",
+    "1:2:3:4:5:6:7:8",
+    "1:2:3:4:5:6:7:8:9",
+    "1::2::3",
+    "gggg::1",
+    "[::1]",
+    "example.com",
+    "10.0.0.1:53",
+  ];
+  // Strings drawn from the characters addresses are made of, so most are near misses.
+  const alphabet = "0123456789abcdefABCDEF:.%z";
+  let seed = 42;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const generated = Array.from(
+    { length: 20_000 },
+    () =>
+      Array.from(
+        { length: 1 + Math.floor(random() * 20) },
+        () => alphabet[Math.floor(random() * alphabet.length)],
+      ).join(""),
+  );
+  // Well-formed ones too, which random strings rarely are.
+  for (let i = 0; i < 2_000; i++) {
+    const byte = () => String(Math.floor(random() * 300));
+    const group = () => Math.floor(random() * 0x1ffff).toString(16);
+    generated.push([byte(), byte(), byte(), byte()].join("."));
+    const groups = Array.from({ length: 8 }, group);
+    const gap = Math.floor(random() * 8);
+    generated.push(
+      random() < 0.5
+        ? groups.join(":")
+        : `${groups.slice(0, gap).join(":")}::${groups.slice(gap + 1).join(":")}`,
+    );
+  }
+  let families = 0;
+  for (const text of [...picked, ...generated]) {
+    assert.equal(isIP(text), nodeIsIP(text), JSON.stringify(text));
+    if (isIP(text) !== 0) families++;
+  }
+  assert.ok(families > 1_000, `enough of them are addresses: ${families}`);
 });
