@@ -5,7 +5,8 @@
  * @module
  */
 
-import type client from "prom-client";
+import { renderRegistry } from "../lib/exposition.ts";
+import type * as client from "../lib/prom_client.ts";
 import { renderStatusPage, type StatusView } from "./status_page.ts";
 import { VERSION } from "./metrics.ts";
 import { plain } from "../lib/http_server.ts";
@@ -47,7 +48,9 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
       waiting--;
     }
     try {
-      return new Response(await renderYielding(state.registry), {
+      // One family at a time, giving the event loop a turn whenever rendering has held it for
+      // 4 ms: thousands of series in one go would hold up probe starts and DNS answers as long.
+      return new Response(await renderRegistry(state.registry, { yieldAfterMs: 4 }), {
         headers: { "content-type": state.registry.contentType },
       });
     } finally {
@@ -79,25 +82,4 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
         return plain(404, "not found");
     }
   };
-}
-
-/**
- * The registry's text, one metric family at a time, giving the event loop a
- * turn whenever rendering has held it for 4 ms: thousands of series rendered
- * in one go would hold up probe starts and DNS answers for as long. Small
- * registries render in one go. Same bytes as `registry.metrics()`.
- */
-async function renderYielding(registry: client.Registry): Promise<string> {
-  const families: string[] = [];
-  let since = performance.now();
-  for (const metric of registry.getMetricsAsArray()) {
-    if (performance.now() - since > 4) {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      since = performance.now();
-    }
-    // prom-client's typings leave out the name every metric has.
-    const { name } = metric as unknown as { name: string };
-    families.push(await registry.getSingleMetricAsString(name));
-  }
-  return families.join("\n\n") + "\n";
 }

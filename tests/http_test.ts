@@ -1,3 +1,5 @@
+import { Counter, Gauge, Histogram, Registry } from "../lib/prom_client.ts";
+import { renderRegistry } from "../lib/exposition.ts";
 import { getLogger } from "@logtape/logtape";
 import { NetworkCollector } from "../collectors/network.ts";
 import { createHandler } from "../exporter/http.ts";
@@ -119,4 +121,47 @@ Deno.test("http: unknown paths are 404, other methods 405", async () => {
   const post = await handler(new Request("http://exporter/metrics", { method: "POST" }));
   assert.equal(post.status, 405);
   assert.equal(post.headers.get("allow"), "GET, HEAD");
+});
+
+Deno.test("http: the exposition is prom-client's own bytes, escapes, odd values and every metric type included", async () => {
+  const registry = new Registry();
+  const registers = [registry];
+  const histogram = new Histogram({
+    name: "odd_seconds",
+    help: 'Help with a \\ backslash,\na newline and "quotes".',
+    labelNames: ["host", "note"],
+    buckets: [0.001, 0.5, 2],
+    registers,
+  });
+  const gauge = new Gauge({ name: "odd_gauge", help: "g", labelNames: ["a", "b"], registers });
+  const counter = new Counter({ name: "odd_total", help: "c", labelNames: ["reason"], registers });
+  new Gauge({
+    name: "odd_collected",
+    help: "set when read",
+    registers,
+    collect() {
+      this.set(42);
+    },
+  });
+  new Counter({ name: "odd_unlabelled_total", help: "none yet", registers });
+  histogram.observe({ host: "[fd00::1]:8000", note: 'quote " and \\ and\nnewline' }, 0.3);
+  histogram.observe({ host: "10.0.0.1:8000", note: "ünïcödé ✓" }, 3);
+  histogram.observe({ host: "10.0.0.1:8000", note: "" }, 0.0001);
+  gauge.set({ a: "1", b: "x" }, NaN);
+  gauge.set({ a: "2", b: "y" }, Infinity);
+  gauge.set({ a: "3", b: "z" }, -Infinity);
+  gauge.set({ b: "only b" }, 1e-7);
+  gauge.set({ a: "4", b: "w" }, -0.5);
+  counter.inc({ reason: "timeout" }, 2 ** 53);
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  assert.equal(decode(await renderRegistry(registry)), await registry.metrics());
+  assert.equal(
+    decode(await renderRegistry(registry, { yieldAfterMs: 0 })),
+    await registry.metrics(),
+  );
+  // Many series: the text is handed over in pieces and the buffer grows past its first size.
+  for (let i = 0; i < 3_000; i++) gauge.set({ a: String(i), b: "ü".repeat(i % 7) }, i);
+  assert.equal(decode(await renderRegistry(registry)), await registry.metrics());
+  registry.setDefaultLabels({ pod: "x" });
+  assert.equal(decode(await renderRegistry(registry)), await registry.metrics(), "default labels");
 });
