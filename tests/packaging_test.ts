@@ -6,9 +6,9 @@
  * against the compile task and the module graph.
  */
 
-import denoJson from "../deno.json" with { type: "json" };
 import { startApiServer } from "./helpers/api_server.ts";
 import { assert } from "./helpers/assert.ts";
+import { bundleProgram, COMPILE_TASK, COMPILED_RUN_FLAGS } from "./helpers/bundle.ts";
 import { startDnsServer } from "./helpers/dns_server.ts";
 import { get, startExporter, waitFor, waitUntilReady } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
@@ -17,23 +17,16 @@ import { closedPort, startListener } from "./helpers/tcp.ts";
 import { startNtpServer } from "./helpers/ntp_server.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const compileTask = (denoJson.tasks as Record<string, string>).compile!;
-
-/** The flags of the compile task that the binary runs with: permissions, unstable APIs, V8 flags. */
-function compiledRunFlags(): string[] {
-  const command = compileTask.split(" || ")[0]!.split(" ");
-  return command.filter((word) =>
-    word.startsWith("--allow-") || word.startsWith("--unstable-") || word.startsWith("--v8-flags=")
-  );
-}
+const compileTask = COMPILE_TASK;
 
 Deno.test("compile task: permissions are scoped, never --allow-all", () => {
-  const flags = compiledRunFlags();
+  const flags = COMPILED_RUN_FLAGS;
   assert.ok(!/(^| )(-A|--allow-all)( |$)/.test(compileTask));
   assert.deepEqual(flags.map((flag) => flag.split("=")[0]).sort(), [
     "--allow-env",
     "--allow-net",
     "--allow-read",
+    "--no-code-cache",
     "--unstable-net",
     "--v8-flags",
   ]);
@@ -113,13 +106,7 @@ Deno.test({
   async fn() {
     const work = await Deno.makeTempDir({ prefix: "bundle-" });
     try {
-      const bundle = `${work}/net-exporter.js`;
-      const bundled = await new Deno.Command(Deno.execPath(), {
-        args: ["bundle", "--quiet", `${ROOT}/main.ts`, "-o", bundle],
-        env: CHILD_ENV,
-        stderr: "piped",
-      }).output();
-      assert.ok(bundled.success, new TextDecoder().decode(bundled.stderr));
+      const bundle = await bundleProgram(`${work}/net-exporter.js`);
 
       await using dns = await startDnsServer();
       await using target = startListener();
@@ -164,7 +151,7 @@ Deno.test({
             "sh",
             Deno.execPath(),
             "run",
-            ...compiledRunFlags(),
+            ...COMPILED_RUN_FLAGS,
             bundle,
           ],
           env: {

@@ -10,6 +10,7 @@
  */
 
 import { parse as parseYaml } from "yaml";
+import { COMPILED_RUN_FLAGS, sharedBundle } from "../helpers/bundle.ts";
 import { START_FLAGS } from "../helpers/exporter_process.ts";
 import { type ProcessUsage, processUsage } from "../helpers/proc.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
@@ -81,6 +82,11 @@ export interface ToolConfig {
 
 /** Values placeholders take for one instance. */
 export type Placeholders = Readonly<Record<string, string | readonly string[]>>;
+
+/** True when a tool's command, files or environment name `{bundle}` (the program bundled as it ships). */
+function needsBundle(tool: ToolConfig): boolean {
+  return JSON.stringify(tool).includes("{bundle}");
+}
 
 /** Fills `{name}` placeholders in `text`; a list joins with commas. */
 export function fill(text: string, values: Placeholders): string {
@@ -277,6 +283,8 @@ export class ToolInstance {
     const values: Placeholders = {
       deno: Deno.execPath(),
       start_flags: START_FLAGS,
+      compiled_flags: COMPILED_RUN_FLAGS,
+      ...(needsBundle(tool) ? { bundle: await sharedBundle() } : {}),
       repo,
       pod_ip: node.address,
       pod_name: node.podName,
