@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from "../lib/prom_client.ts";
 import { renderRegistry } from "../lib/exposition.ts";
+import { measureRenders } from "./bench/render.ts";
 import { getLogger } from "@logtape/logtape";
 import { NetworkCollector } from "../collectors/network.ts";
 import { createHandler } from "../exporter/http.ts";
@@ -164,4 +165,11 @@ Deno.test("http: the exposition is prom-client's own bytes, escapes, odd values 
   assert.equal(decode(await renderRegistry(registry)), await registry.metrics());
   registry.setDefaultLabels({ pod: "x" });
   assert.equal(decode(await renderRegistry(registry)), await registry.metrics(), "default labels");
+});
+
+Deno.test("http: the render bench compares the two renderers on the same registry", async () => {
+  const [row] = await measureRenders([20]);
+  assert.equal(row!.targets, 20);
+  assert.ok(row!.bytes > 20 * 1_000, `about 2 KB per target: ${row!.bytes}`);
+  for (const ms of [row!.promClientMedianMs, row!.expositionMedianMs]) assert.ok(ms > 0);
 });
