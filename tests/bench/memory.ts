@@ -297,8 +297,11 @@ async function measureExporter(
   }
 }
 
-/** Measures every row; `quick` measures two of each kind. */
-export async function measureMemory(quick: boolean): Promise<MemoryRow[]> {
+/** Measures every row; `quick` measures two of each kind. `onRow` hears of each row as it is measured. */
+export async function measureMemory(
+  quick: boolean,
+  onRow: (row: MemoryRow) => void = () => {},
+): Promise<MemoryRow[]> {
   const dir = await Deno.makeTempDir({ prefix: "bench-memory-" });
   const listeners: TestListener[] = [];
   try {
@@ -330,7 +333,7 @@ export async function measureMemory(quick: boolean): Promise<MemoryRow[]> {
         steady: steady!,
         overMiB: +(steady!.rss - runtime).toFixed(1),
       });
-      console.error(JSON.stringify(rows.at(-1)));
+      onRow(rows.at(-1)!);
     }
 
     const bundle = await bundleProgram(`${dir}/net-exporter.js`);
@@ -349,7 +352,7 @@ export async function measureMemory(quick: boolean): Promise<MemoryRow[]> {
         overMiB: +(figures.steady.rss - (reference ?? rows[0]!.steady.rss)).toFixed(1),
       });
       above = figures.steady.rss;
-      console.error(JSON.stringify(rows.at(-1)));
+      onRow(rows.at(-1)!);
     }
     return rows;
   } finally {
@@ -382,7 +385,7 @@ export function memoryMarkdown(rows: MemoryRow[]): string {
 }
 
 if (import.meta.main) {
-  const rows = await measureMemory(QUICK);
+  const rows = await measureMemory(QUICK, (row) => console.error(JSON.stringify(row)));
   const markdown = memoryMarkdown(rows);
   console.log(markdown);
   if (!QUICK) {
