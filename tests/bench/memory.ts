@@ -64,25 +64,13 @@ export interface MemoryRow {
   cpuPer1000Probes?: number;
 }
 
-const mib = (kB: number) => +(kB / 1024).toFixed(1);
+const mib = (bytes: number) => +(bytes / 2 ** 20).toFixed(1);
 
-/**
- * RSS, anonymous and file-backed resident memory of `pid` from /proc, or
- * undefined once gone. Read with `cat`: Deno lets only `--allow-all` read
- * another process's /proc entries.
- */
-export async function residency(pid: number): Promise<Residency | undefined> {
-  const output = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/status`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  if (!output.success) return undefined;
-  const text = new TextDecoder().decode(output.stdout);
-  const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1]);
-  const [rss, anon, file] = [kB("VmRSS"), kB("RssAnon"), kB("RssFile")];
-  if ([rss, anon, file].some(Number.isNaN)) return undefined;
-  return { rss: mib(rss), anon: mib(anon), file: mib(file) };
+/** RSS, anonymous and file-backed resident memory of `pid`, or undefined once gone. */
+async function residency(pid: number): Promise<Residency | undefined> {
+  const usage = await processUsage(pid);
+  return usage &&
+    { rss: mib(usage.rssBytes), anon: mib(usage.rssAnonBytes), file: mib(usage.rssFileBytes) };
 }
 
 async function cpuSeconds(pid: number): Promise<number> {

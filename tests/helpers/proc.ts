@@ -7,6 +7,9 @@
 /** Resident memory (now and peak) and user + system CPU time of a process. */
 export interface ProcessUsage {
   readonly rssBytes: number;
+  /** The anonymous and the file-backed parts of `rssBytes` (shared memory aside). */
+  readonly rssAnonBytes: number;
+  readonly rssFileBytes: number;
   readonly peakRssBytes: number;
   readonly cpuSeconds: number;
 }
@@ -28,6 +31,8 @@ export async function processUsage(pid: number): Promise<ProcessUsage | undefine
   if (Number.isNaN(kB("VmRSS")) || stat.length < 13) return undefined;
   return {
     rssBytes: kB("VmRSS") * 1024,
+    rssAnonBytes: kB("RssAnon") * 1024,
+    rssFileBytes: kB("RssFile") * 1024,
     peakRssBytes: kB("VmHWM") * 1024,
     cpuSeconds: (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS,
   };
