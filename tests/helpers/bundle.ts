@@ -12,7 +12,7 @@ import { CHILD_ENV } from "./requirements.ts";
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 
-/** The compile task's command line (before its `||` advice). */
+/** The compile task as deno.json has it: its command, then `||` and advice for a failed download. */
 export const COMPILE_TASK: string = (denoJson.tasks as Record<string, string>).compile!;
 
 /**
