@@ -13,9 +13,10 @@
  *
  * Everything the API server sends is bounded: a list has a deadline, a cap on
  * its pages and on each page's bytes; a watch has a deadline for its answer,
- * then for silence (the server's timeout plus slack), and a cap on one line. A watch that ends at once or with
- * nothing in it waits its backoff like a failure, so a broken proxy that
- * answers 200 and hangs up is not asked again in a tight loop.
+ * then for silence (the server's timeout plus slack), and a cap on one line.
+ * A watch that ends at once or with nothing in it waits its backoff like a
+ * failure, so a broken proxy that answers 200 and hangs up is not asked again
+ * in a tight loop.
  * @module
  */
 
