@@ -145,6 +145,32 @@ Deno.test("http: the exposition is prom-client's own bytes, escapes, odd values 
     },
   });
   new Counter({ name: "odd_unlabelled_total", help: "none yet", registers });
+  // Histograms are read from prom-client's series directly: unlabelled, filled when read, emptied
+  // and refilled. (Exemplars need an OpenMetrics registry, which prom-client itself writes.)
+  const unlabelled = new Histogram({ name: "odd_plain", help: "h", buckets: [1], registers });
+  unlabelled.observe(0.5);
+  unlabelled.observe(1e6);
+  new Histogram({
+    name: "odd_collected_seconds",
+    help: "observed when read",
+    labelNames: ["read"],
+    buckets: [0.1, 1],
+    registers,
+    collect() {
+      this.reset();
+      this.observe({ read: "yes" }, 0.05);
+    },
+  });
+  const emptied = new Histogram({
+    name: "odd_emptied_seconds",
+    help: "reset",
+    labelNames: ["host"],
+    buckets: [0.5],
+    registers,
+  });
+  emptied.observe({ host: "gone" }, 1);
+  emptied.reset();
+  emptied.observe({ host: "back" }, 0.25);
   histogram.observe({ host: "[fd00::1]:8000", note: 'quote " and \\ and\nnewline' }, 0.3);
   histogram.observe({ host: "10.0.0.1:8000", note: "ünïcödé ✓" }, 3);
   histogram.observe({ host: "10.0.0.1:8000", note: "" }, 0.0001);
@@ -162,6 +188,10 @@ Deno.test("http: the exposition is prom-client's own bytes, escapes, odd values 
   );
   // Many series: the text is handed over in pieces and the buffer grows past its first size.
   for (let i = 0; i < 3_000; i++) gauge.set({ a: String(i), b: "ü".repeat(i % 7) }, i);
+  for (let i = 0; i < 1_000; i++) {
+    histogram.observe({ host: `10.0.${i}.1:8000`, note: "" }, i / 500);
+  }
+  histogram.remove({ host: "10.0.7.1:8000", note: "" });
   assert.equal(decode(await renderRegistry(registry)), await registry.metrics());
   registry.setDefaultLabels({ pod: "x" });
   assert.equal(decode(await renderRegistry(registry)), await registry.metrics(), "default labels");
