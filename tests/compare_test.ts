@@ -75,6 +75,11 @@ Deno.test({
         assert.ok((row[figure] as number) > 0, `${tool}: ${figure} = ${row[figure]}`);
       }
       assert.ok((row.load_probes_per_second as number) >= 10, `${tool}: probes the crowd too`);
+      // The scraper's path under load has a 20 ms link each way, which its round trip shows.
+      assert.ok(
+        (row.load_scrape_round_trip_ms as number) >= 40,
+        `${tool}: scraper's round trip ${row.load_scrape_round_trip_ms} ms`,
+      );
       assert.equal(row.series_left_for_old_pod_ips, 0, `${tool}: no series for old pods`);
     }
     // Exact last latencies: within 1 ms of the reference plus the emulator's own share. That is

@@ -493,17 +493,22 @@ async function loadPhase(run: Run): Promise<Record<string, unknown> | undefined>
         await Promise.all(fleets.map(async (fleet) => [fleet, await fleet.usage(a)] as const)),
       );
       const from = performance.now();
-      const [, reference] = await Promise.all([
+      const [, reference, roundTrips] = await Promise.all([
         sleep(options.windowIntervals * intervalMs),
         cluster.reference(a, peers, options.windowIntervals * LOAD_REFERENCE_PER_INTERVAL, {
           port: referencePort,
           periodMs: intervalMs / LOAD_REFERENCE_PER_INTERVAL,
         }),
+        Promise.all(
+          fleets.map((fleet) =>
+            scraperRoundTrips(fleet.instances.get(a)!, options.windowIntervals, intervalMs)
+          ),
+        ),
       ]);
       const to = performance.now();
       const referenceMedian = medianOf(reference)!;
       return new Map(
-        await Promise.all(fleets.map(async (fleet) => {
+        await Promise.all(fleets.map(async (fleet, index) => {
           const recordings = fleet.recorders.get(a)!.recordings;
           const figures = latency(fleet.tool, recordings, { kind: "dial" }, from, to);
           const after = await fleet.usage(a);
@@ -516,6 +521,7 @@ async function loadPhase(run: Run): Promise<Record<string, unknown> | undefined>
             values: figures?.values_ms,
             excess: figures?.values_ms?.map((value) => value - referenceMedian),
             reference,
+            roundTrips: roundTrips[index]!,
             samples: figures?.samples ?? 0,
             medianError: round(figures && figures.median_ms - referenceMedian),
             p99Error: round(figures && figures.p99_ms - quantile(reference, 0.99)),
@@ -547,6 +553,7 @@ async function loadPhase(run: Run): Promise<Record<string, unknown> | undefined>
       row.load_reference_samples = result.reference.length;
       row.load_scrape_median_ms = round(medianOf(times));
       row.load_scrape_p99_ms = round(quantile(times, 0.99));
+      row.load_scrape_round_trip_ms = round(medianOf(result.roundTrips));
       for (const contest of scrapedContests) contest.values.set(fleet, result.excess);
       if (result.values) {
         const values = result.values;
@@ -603,6 +610,30 @@ async function loadPhase(run: Run): Promise<Record<string, unknown> | undefined>
     }));
   }
   return load;
+}
+
+/**
+ * The scraper's round trip to an instance: a TCP connect from the harness to
+ * its port once per interval (the handshake is the kernel's, so the tool adds
+ * nothing). Under load the scraper's path has 20 ms links too, and no answer
+ * of a scrape can come sooner than this.
+ */
+async function scraperRoundTrips(
+  instance: { readonly address: string; readonly tool: { readonly port: number } },
+  count: number,
+  intervalMs: number,
+): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const startedAt = performance.now();
+    try {
+      const conn = await Deno.connect({ hostname: instance.address, port: instance.tool.port });
+      times.push(performance.now() - startedAt);
+      conn.close();
+    } catch { /* counted by its absence */ }
+    await sleep(Math.max(0, intervalMs - (performance.now() - startedAt)));
+  }
+  return times;
 }
 
 /** CPU seconds of every fleet so far: live processes and retired ones. */

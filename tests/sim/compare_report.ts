@@ -204,6 +204,10 @@ const FIGURES = [
   ["load_scrape_median_ms", "load: scrape median (ms)"],
   ["load_scrape_p99_ms", "load: scrape p99 (ms)"],
   [
+    "load_scrape_round_trip_ms",
+    "load: the scraper's round trip to the pod (TCP connect), median (ms)",
+  ],
+  [
     "busy_scrapes_per_second",
     "load + busy scraper: back-to-back scrapes of its metrics path per second",
   ],
