@@ -11,7 +11,7 @@
  * This keeps prom-client's data (its `getForPromString`/`get`, so collect
  * callbacks run as before; a histogram's series are read from the histogram
  * itself, see {@link renderHistogram}) and its algorithm — the same label order,
- * escaping, shared-label flattening and value spelling, copied from
+ * escaping, label formatting and value spelling, copied from
  * prom-client 15.1.3's lib/registry.js and lib/util.js (Apache-2.0) — and
  * writes UTF-8 straight into one growing buffer: a label set is formatted once
  * per series (prom-client keeps a counter's or gauge's labels object from
@@ -24,7 +24,7 @@
 
 import type * as client from "./prom_client.ts";
 
-/** What prom-client's `get`/`getForPromString` return (its typings leave out `sharedLabels`). */
+/** What a counter's or gauge's `get` returns (a summary's too). */
 interface FamilyData {
   name: string;
   help: string;
@@ -32,7 +32,6 @@ interface FamilyData {
   values?: Array<{
     value: number;
     labels?: Record<string, string | number>;
-    sharedLabels?: Record<string, string | number>;
     metricName?: string;
   }>;
 }
@@ -61,51 +60,62 @@ function valueText(value: number): string {
   return `${value}`;
 }
 
-/** Formatted shared labels (a histogram series' own labels, one object for all its lines). */
-const flattened = new WeakMap<object, string>();
+/** Formatted labels of a series: prom-client keeps a series' labels object from scrape to scrape. */
+const formattedLabels = new WeakMap<object, string>();
 
-function flattenShared(labels: Record<string, string | number>): string {
-  let text = flattened.get(labels);
+function formatLabels(labels: Record<string, string | number>): string {
+  let text = formattedLabels.get(labels);
   if (text === undefined) {
     text = "";
     for (const name in labels) {
       text += `${text === "" ? "" : ","}${name}="${escapeLabelValue(labels[name]!)}"`;
     }
-    flattened.set(labels, text);
+    formattedLabels.set(labels, text);
   }
   return text;
 }
 
-/** `le="…"` of each bucket bound met so far: a number is spelled anew on every line otherwise. */
-const bucketPairs = new Map<number, string>();
-
-function bucketPair(bound: number): string {
-  let pair = bucketPairs.get(bound);
-  if (pair === undefined) {
-    pair = `le="${bound}"`;
-    // Bounds are a handful per histogram; the cap only guards against a caller with endless ones.
-    if (bucketPairs.size < 1_000) bucketPairs.set(bound, pair);
-  }
-  return pair;
-}
-
 /**
  * True when `registry` renders in the Prometheus text format without default
- * labels — the case this formatter reproduces.
+ * labels, and every histogram in it is one {@link renderHistogram} reads —
+ * the case this formatter reproduces.
  */
-function renderableFast(registry: client.Registry): boolean {
+function renderableFast(registry: client.Registry, metrics: readonly object[]): boolean {
   const internals = registry as unknown as { _defaultLabels?: object };
   return registry.contentType === "text/plain; version=0.0.4; charset=utf-8" &&
-    Object.keys(internals._defaultLabels ?? {}).length === 0;
+    Object.keys(internals._defaultLabels ?? {}).length === 0 &&
+    metrics.every((metric) =>
+      (metric as { type?: string }).type !== "histogram" || isPlainHistogram(metric)
+    );
 }
 
-/** UTF-8 text gathered in one buffer that doubles as it fills. */
+/** Text is encoded in pieces of about this many characters. */
+const PIECE = 16 * 1024;
+
+/**
+ * UTF-8 text gathered in one buffer that doubles as it fills. Short writes
+ * are joined into a piece of about {@link PIECE} characters before they are
+ * encoded, so no string of the whole exposition is ever built.
+ */
 class ByteSink {
   #buffer = new Uint8Array(64 * 1024);
   #length = 0;
+  #pending = "";
   readonly #encoder = new TextEncoder();
 
   write(text: string): void {
+    this.#pending += text;
+    if (this.#pending.length > PIECE) this.#flush();
+  }
+
+  bytes(): Uint8Array<ArrayBuffer> {
+    this.#flush();
+    return this.#buffer.slice(0, this.#length);
+  }
+
+  #flush(): void {
+    const text = this.#pending;
+    this.#pending = "";
     // A UTF-16 code unit takes at most 3 bytes in UTF-8.
     const room = text.length * 3;
     if (this.#buffer.length - this.#length < room) {
@@ -115,14 +125,7 @@ class ByteSink {
     }
     this.#length += this.#encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
   }
-
-  bytes(): Uint8Array<ArrayBuffer> {
-    return this.#buffer.slice(0, this.#length);
-  }
 }
-
-/** Text is handed to the sink in pieces of about this many characters. */
-const PIECE = 16 * 1024;
 
 /** Options of {@link renderRegistry}. */
 export interface RenderOptions {
@@ -144,13 +147,14 @@ export async function renderRegistry(
   options: RenderOptions = {},
 ): Promise<Uint8Array<ArrayBuffer>> {
   const sink = new ByteSink();
-  if (!renderableFast(registry)) {
+  const metrics = registry.getMetricsAsArray();
+  if (!renderableFast(registry, metrics)) {
     sink.write(await registry.metrics());
     return sink.bytes();
   }
   let since = performance.now();
   let first = true;
-  for (const metric of registry.getMetricsAsArray()) {
+  for (const metric of metrics) {
     if (options.yieldAfterMs !== undefined && performance.now() - since > options.yieldAfterMs) {
       await new Promise((resolve) => setTimeout(resolve, 0));
       since = performance.now();
@@ -198,7 +202,7 @@ function bucketPrefixesOf(histogram: HistogramInternals): string[] {
   let prefixes = bucketPrefixes.get(histogram);
   if (prefixes === undefined) {
     prefixes = [
-      ...histogram.upperBounds.map((bound) => `${histogram.name}_bucket{${bucketPair(bound)}`),
+      ...histogram.upperBounds.map((bound) => `${histogram.name}_bucket{le="${bound}"`),
       `${histogram.name}_bucket{le="+Inf"`,
     ];
     bucketPrefixes.set(histogram, prefixes);
@@ -216,7 +220,7 @@ const seriesEnds = new WeakMap<object, readonly [string, string]>();
 function seriesEndsOf(labels: Record<string, string | number>): readonly [string, string] {
   let ends = seriesEnds.get(labels);
   if (ends === undefined) {
-    const shared = flattenShared(labels);
+    const shared = formatLabels(labels);
     ends = shared === "" ? ["} ", " "] : [`,${shared}} `, `{${shared}} `];
     seriesEnds.set(labels, ends);
   }
@@ -238,8 +242,7 @@ async function renderHistogram(histogram: HistogramInternals, sink: ByteSink): P
     const pending = histogram.collect.call(histogram);
     if (pending instanceof Promise) await pending;
   }
-  const name = escapeText(histogram.name);
-  let text = `# HELP ${name} ${escapeText(histogram.help)}\n# TYPE ${name} histogram`;
+  writeHeader(sink, histogram.name, histogram.help, "histogram");
   const bounds = histogram.upperBounds;
   const buckets = bucketPrefixesOf(histogram);
   const sum = `${histogram.name}_sum`;
@@ -249,17 +252,20 @@ async function renderHistogram(histogram: HistogramInternals, sink: ByteSink): P
     let cumulative = 0;
     for (let i = 0; i < bounds.length; i++) {
       cumulative += series.bucketValues[bounds[i]!]!;
-      text += `\n${buckets[i]}${bucketEnd}${valueText(cumulative)}`;
+      sink.write(`\n${buckets[i]}${bucketEnd}${valueText(cumulative)}`);
     }
-    text += `\n${buckets[bounds.length]}${bucketEnd}${valueText(series.count)}\n${sum}${ownEnd}${
-      valueText(series.sum)
-    }\n${count}${ownEnd}${valueText(series.count)}`;
-    if (text.length > PIECE) {
-      sink.write(text);
-      text = "";
-    }
+    sink.write(
+      `\n${buckets[bounds.length]}${bucketEnd}${valueText(series.count)}\n${sum}${ownEnd}${
+        valueText(series.sum)
+      }\n${count}${ownEnd}${valueText(series.count)}`,
+    );
   }
-  sink.write(text);
+}
+
+/** A family's `# HELP` and `# TYPE` lines, without a trailing newline. */
+function writeHeader(sink: ByteSink, name: string, help: string, type: string): void {
+  const escaped = escapeText(name);
+  sink.write(`# HELP ${escaped} ${escapeText(help)}\n# TYPE ${escaped} ${type}`);
 }
 
 /** One family, without a trailing newline, as prom-client writes it. */
@@ -270,36 +276,14 @@ async function renderFamily(metric: object, sink: ByteSink): Promise<void> {
     (typeof family.getForPromString === "function"
       ? await family.getForPromString()
       : await family.get()) as FamilyData;
+  writeHeader(sink, data.name, data.help, data.type);
   const name = escapeText(data.name);
-  let text = `# HELP ${name} ${escapeText(data.help)}\n# TYPE ${name} ${data.type}`;
   for (const sample of data.values ?? []) {
-    const shared = sample.sharedLabels;
-    let parts: string;
-    if (shared === undefined) {
-      // A counter's or gauge's series keeps its labels object from scrape to scrape.
-      parts = sample.labels === undefined ? "" : flattenShared(sample.labels);
-    } else {
-      // A histogram line: its own labels (le) are new each time, its series' are shared.
-      parts = "";
-      const labels = sample.labels ?? {};
-      for (const label in labels) {
-        if (Object.hasOwn(shared, label)) continue;
-        const value = labels[label]!;
-        const pair = label === "le" && typeof value === "number"
-          ? bucketPair(value)
-          : `${label}="${escapeLabelValue(value)}"`;
-        parts += `${parts === "" ? "" : ","}${pair}`;
-      }
-      const sharedText = flattenShared(shared);
-      if (sharedText !== "") parts += `${parts === "" ? "" : ","}${sharedText}`;
-    }
-    text += `\n${sample.metricName ?? name}${parts === "" ? "" : `{${parts}}`} ${
-      valueText(sample.value)
-    }`;
-    if (text.length > PIECE) {
-      sink.write(text);
-      text = "";
-    }
+    const parts = sample.labels === undefined ? "" : formatLabels(sample.labels);
+    sink.write(
+      `\n${sample.metricName ?? name}${parts === "" ? "" : `{${parts}}`} ${
+        valueText(sample.value)
+      }`,
+    );
   }
-  sink.write(text);
 }

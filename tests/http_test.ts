@@ -195,6 +195,32 @@ Deno.test("http: the exposition is prom-client's own bytes, escapes, odd values 
   assert.equal(decode(await renderRegistry(registry)), await registry.metrics());
   registry.setDefaultLabels({ pod: "x" });
   assert.equal(decode(await renderRegistry(registry)), await registry.metrics(), "default labels");
+  // A histogram whose series are not kept as prom-client's Histogram keeps them: prom-client
+  // writes the registry.
+  const foreign = new Registry();
+  foreign.registerMetric(
+    {
+      name: "foreign_seconds",
+      help: "h",
+      type: "histogram",
+      get: () => ({
+        name: "foreign_seconds",
+        help: "h",
+        type: "histogram",
+        values: [
+          {
+            labels: { le: 1 },
+            sharedLabels: { a: "x" },
+            value: 2,
+            metricName: "foreign_seconds_bucket",
+          },
+          { labels: {}, sharedLabels: { a: "x" }, value: 2, metricName: "foreign_seconds_count" },
+        ],
+      }),
+    } as unknown as Parameters<Registry["registerMetric"]>[0],
+  );
+  new Gauge({ name: "foreign_gauge", help: "g", registers: [foreign] }).set(1);
+  assert.equal(decode(await renderRegistry(foreign)), await foreign.metrics(), "foreign histogram");
 });
 
 Deno.test("http: the render bench compares the two renderers on the same registry", async () => {
