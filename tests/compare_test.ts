@@ -80,6 +80,12 @@ Deno.test({
         (row.load_scrape_round_trip_ms as number) >= 40,
         `${tool}: scraper's round trip ${row.load_scrape_round_trip_ms} ms`,
       );
+      // An answer's head comes in after that round trip, and before its last byte.
+      const head = row.load_scrape_head_median_ms as number;
+      assert.ok(
+        head >= 40 && head <= (row.load_scrape_median_ms as number),
+        `${tool}: head after ${head} ms, whole answer after ${row.load_scrape_median_ms} ms`,
+      );
       assert.equal(row.series_left_for_old_pod_ips, 0, `${tool}: no series for old pods`);
     }
     // Exact last latencies: within 1 ms of the reference plus the emulator's own share. That is

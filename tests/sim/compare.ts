@@ -94,14 +94,28 @@ export async function compare(
   }
 }
 
-async function machine(): Promise<string> {
+/**
+ * The machine, and the TCP congestion control of a node's namespace (each
+ * namespace takes the host's default): with BBR, a large answer is paced at
+ * the rate BBR has measured on the emulated link, so its size shows in the
+ * scrape figures under load.
+ */
+async function machine(netns: string): Promise<string> {
   const output = await new Deno.Command("sh", {
     args: ["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; grep MemTotal /proc/meminfo"],
     stdout: "piped",
   }).output();
   const [cpu, memory] = new TextDecoder().decode(output.stdout).trim().split("\n");
   const gib = Number(/(\d+)/.exec(memory ?? "")?.[1] ?? 0) / 2 ** 20;
-  return `${cpu?.trim()}, ${navigator.hardwareConcurrency} cores, ${Math.round(gib)} GiB`;
+  const congestion = await new Deno.Command("ip", {
+    args: ["netns", "exec", netns, "cat", "/proc/sys/net/ipv4/tcp_congestion_control"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const control = new TextDecoder().decode(congestion.stdout).trim() || "unknown";
+  return `${cpu?.trim()}, ${navigator.hardwareConcurrency} cores, ${
+    Math.round(gib)
+  } GiB, TCP congestion control ${control}`;
 }
 
 if (import.meta.main) {
@@ -150,7 +164,7 @@ if (import.meta.main) {
       crowd,
       log: (line) => console.error(line),
     });
-    report.machine = await machine();
+    report.machine = await machine(cluster.nodes[0]!.netns);
     await Deno.mkdir(out, { recursive: true });
     await Deno.writeTextFile(`${out}/report.json`, JSON.stringify(report, null, 2) + "\n");
     await Deno.writeTextFile(`${out}/report.md`, markdown(report));

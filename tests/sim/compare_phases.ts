@@ -17,6 +17,7 @@ import {
   probeCount,
   probesWhilePaused,
   quantile,
+  scrapeHeadTimes,
   scrapeTimes,
   type Selection,
   type ServiceDiscovery,
@@ -553,6 +554,9 @@ async function loadPhase(run: Run): Promise<Record<string, unknown> | undefined>
       row.load_reference_samples = result.reference.length;
       row.load_scrape_median_ms = round(medianOf(times));
       row.load_scrape_p99_ms = round(quantile(times, 0.99));
+      row.load_scrape_head_median_ms = round(
+        medianOf(scrapeHeadTimes(result.recordings, result.from, result.to)),
+      );
       row.load_scrape_round_trip_ms = round(medianOf(result.roundTrips));
       for (const contest of scrapedContests) contest.values.set(fleet, result.excess);
       if (result.values) {

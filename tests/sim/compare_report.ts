@@ -203,6 +203,7 @@ const FIGURES = [
   ["load_reference_samples", "load: reference handshakes beside them"],
   ["load_scrape_median_ms", "load: scrape median (ms)"],
   ["load_scrape_p99_ms", "load: scrape p99 (ms)"],
+  ["load_scrape_head_median_ms", "load: scrape median to the answer's head, before its body (ms)"],
   [
     "load_scrape_round_trip_ms",
     "load: the scraper's round trip to the pod (TCP connect), median (ms)",

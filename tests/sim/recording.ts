@@ -24,6 +24,8 @@ export interface Recording {
   /** Per-target dial probes: the dialled peer's IP. */
   readonly peer?: string;
   readonly startedAt: number;
+  /** When the answer's head was in (performance.now()): its first bytes, before the body. */
+  readonly headAt?: number;
   /** When the answer was complete (performance.now()). */
   readonly at: number;
   /** The mapped metrics' samples; undefined when the scrape failed. */
@@ -217,10 +219,12 @@ export class Recorder {
     // 1 MB exposition (500 targets) on this busy thread is the observer's cost, not the tool's.
     // (Runs before 2026-12-02 10:05 UTC took the time after parsing.)
     let at: number | undefined;
+    let headAt: number | undefined;
     try {
       const response = await fetch(`${instance.url}${path}`, {
         signal: AbortSignal.timeout(2 * this.#intervalMs),
       });
+      headAt = performance.now();
       const text = await response.text();
       at = performance.now();
       if (response.ok) samples = parseSamples(text).filter((s) => this.#names.has(s.name));
@@ -230,6 +234,7 @@ export class Recorder {
       kind,
       ...(peer === undefined ? {} : { peer }),
       startedAt,
+      ...(headAt === undefined ? {} : { headAt }),
       at: at ?? performance.now(),
       samples,
     });
@@ -585,4 +590,19 @@ export function scrapeTimes(recordings: readonly Recording[], from: number, to: 
   return recordings.filter((recording) =>
     recording.samples !== undefined && recording.at > from && recording.at <= to
   ).map((recording) => recording.at - recording.startedAt);
+}
+
+/**
+ * Time to the answer's head of every successful scrape completed in
+ * (from, to]: the part of {@link scrapeTimes} before the body streams in.
+ */
+export function scrapeHeadTimes(
+  recordings: readonly Recording[],
+  from: number,
+  to: number,
+): number[] {
+  return recordings.filter((recording) =>
+    recording.samples !== undefined && recording.headAt !== undefined && recording.at > from &&
+    recording.at <= to
+  ).map((recording) => recording.headAt! - recording.startedAt);
 }
