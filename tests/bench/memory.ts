@@ -169,6 +169,14 @@ function runFlags(): string[] {
   ];
 }
 
+/** The bundle under the compiled flags with one more V8 flag. */
+function withV8Flag(v8Flag: string, bundle: string): string[] {
+  const flags = runFlags().map((flag) =>
+    flag.startsWith("--v8-flags=") ? `${flag},${v8Flag}` : flag
+  );
+  return [Deno.execPath(), "run", ...flags, bundle];
+}
+
 interface Fixtures {
   dnsAddress: string;
   kubeconfig: string;
@@ -215,14 +223,19 @@ function subsystems(fixtures: Fixtures, bundle: string) {
       args: [...dns, ...discovery, `--network.targets=${fixtures.staticTargets.join(",")}`],
     },
     {
+      what: "discovery + DNS as above, V8 with `--max-opt=2` (Maglev, no Turbofan)",
+      args: [...dns, ...discovery],
+      command: withV8Flag("--max-opt=2", bundle),
+    },
+    {
+      what: "discovery + DNS as above, V8 with `--max-opt=1` (interpreter and Sparkplug only)",
+      args: [...dns, ...discovery],
+      command: withV8Flag("--max-opt=1", bundle),
+    },
+    {
       what: "discovery + DNS as above, V8 in `--lite-mode` (interpreter only)",
       args: [...dns, ...discovery],
-      command: [
-        Deno.execPath(),
-        "run",
-        ...runFlags().map((flag) => flag.startsWith("--v8-flags=") ? `${flag},--lite-mode` : flag),
-        bundle,
-      ],
+      command: withV8Flag("--lite-mode", bundle),
     },
     {
       what: "discovery + DNS as above, run from source (`deno task start`: main.ts, code cache)",
@@ -329,7 +342,7 @@ export async function measureMemory(
     let above: number | undefined;
     for (const configuration of quick ? configurations.slice(0, 2) : configurations) {
       const figures = await measureExporter(configuration.command, configuration.args);
-      // Lite mode and the source are compared with the bundled row of the same configuration.
+      // The V8 flag rows and the source are compared with the bundled row of the same configuration.
       const reference = configuration.what.includes("as above")
         ? rows.find((row) => row.what.startsWith("discovery"))?.steady.rss
         : above;
