@@ -585,24 +585,30 @@ export function latency(
   };
 }
 
-/** Response times (ms) of the scrapes in (from, to]: /metrics, or /probe for per-target tools. */
-export function scrapeTimes(recordings: readonly Recording[], from: number, to: number): number[] {
+/** The successful scrapes whose answer was complete in (from, to]. */
+function completedScrapes(recordings: readonly Recording[], from: number, to: number): Recording[] {
   return recordings.filter((recording) =>
     recording.samples !== undefined && recording.at > from && recording.at <= to
-  ).map((recording) => recording.at - recording.startedAt);
+  );
+}
+
+/** Response times (ms) of the scrapes in (from, to]: /metrics, or /probe for per-target tools. */
+export function scrapeTimes(recordings: readonly Recording[], from: number, to: number): number[] {
+  return completedScrapes(recordings, from, to).map((recording) =>
+    recording.at - recording.startedAt
+  );
 }
 
 /**
- * Time to the answer's head of every successful scrape completed in
- * (from, to]: the part of {@link scrapeTimes} before the body streams in.
+ * Time to the answer's head of the same scrapes as {@link scrapeTimes}: the
+ * part before the body streams in.
  */
 export function scrapeHeadTimes(
   recordings: readonly Recording[],
   from: number,
   to: number,
 ): number[] {
-  return recordings.filter((recording) =>
-    recording.samples !== undefined && recording.headAt !== undefined && recording.at > from &&
-    recording.at <= to
-  ).map((recording) => recording.headAt! - recording.startedAt);
+  return completedScrapes(recordings, from, to).flatMap((recording) =>
+    recording.headAt === undefined ? [] : [recording.headAt - recording.startedAt]
+  );
 }
