@@ -21,7 +21,7 @@ import {
   readFlags,
   valueFlag,
 } from "../lib/flags.ts";
-import { loadWebConfig, type WebConfig } from "../lib/web_config.ts";
+import { DEFAULT_EXCLUDED_PATHS, loadWebConfig, type WebConfig } from "../web/mod.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogSettings } from "./log.ts";
 import { VERSION } from "./metrics.ts";
 
@@ -75,6 +75,14 @@ function parsePath(text: string): string {
   if (!/^\/[\x21-\x7e]*$/.test(text)) {
     throw new RangeError(`Cannot serve path: current value is "${text}", it must start with /`);
   }
+  // The health paths are served without credentials: metrics there would be open to anyone.
+  if (DEFAULT_EXCLUDED_PATHS.includes(text) || text === "/") {
+    throw new RangeError(
+      `Cannot serve metrics at "${text}": it is the ${
+        text === "/" ? "status page" : "health path"
+      } (${["/", ...DEFAULT_EXCLUDED_PATHS].join(", ")} are taken)`,
+    );
+  }
   return text;
 }
 
@@ -89,7 +97,7 @@ const LISTEN_ADDRESS = valueFlag(
 );
 const MAX_CONNECTIONS = integerFlag(
   "web.max-connections",
-  "HTTP connections held at once; a new one displaces the one idle longest",
+  "HTTP connections held at once; a new one displaces the one slowest to send its request",
   64,
 );
 const TELEMETRY_PATH = valueFlag(
@@ -102,7 +110,7 @@ const TELEMETRY_PATH = valueFlag(
 const WEB_CONFIG_FILE = valueFlag(
   "web.config.file",
   "path",
-  "TLS and basic authentication, in the exporter-toolkit format (as node_exporter takes it)",
+  "TLS, client certificates, basic and bearer authentication, rate limit, in the exporter-toolkit format",
   "",
   (text) => text,
 );

@@ -9,7 +9,7 @@ import { renderRegistry } from "../lib/exposition.ts";
 import type * as client from "../lib/prom_client.ts";
 import { renderStatusPage, type StatusView } from "./status_page.ts";
 import { VERSION } from "./metrics.ts";
-import { plain } from "../lib/http_server.ts";
+import { plain } from "../web/mod.ts";
 import { Semaphore } from "../lib/semaphore.ts";
 
 /** A signal that never aborts: a scrape waiting for a render is bounded by the waiting line. */

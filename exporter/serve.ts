@@ -6,16 +6,9 @@
 
 import { formatHostPort, type HostPort } from "../lib/address.ts";
 import type { CommonSettings } from "./cli.ts";
-import type { Logger } from "@logtape/logtape";
 import { describeError } from "../lib/errors.ts";
 import { createHandler } from "./http.ts";
-import {
-  type HttpServer,
-  type HttpServerOptions,
-  serveHttp,
-  type ServerTls,
-} from "../lib/http_server.ts";
-import { reloadingWebConfig, type WebConfig, withWebConfig } from "../lib/web_config.ts";
+import { asksCredentials, listenAndServe, type WebConfig, type WebServer } from "../web/mod.ts";
 import { logger } from "./log.ts";
 import { assemble } from "./assemble.ts";
 import { VERSION } from "./metrics.ts";
@@ -46,6 +39,8 @@ export interface ServeOptions {
   readonly stop: AbortSignal;
   /** Called with the bound address once listening. */
   readonly onListen?: (address: Deno.NetAddr) => void;
+  /** The module the web layer starts as its password worker (main.ts: the program itself). */
+  readonly passwordWorker?: URL | string;
 }
 
 /** Runs the exporter until `options.stop` aborts; returns the exit code. */
@@ -67,54 +62,42 @@ export async function serve(options: ServeOptions): Promise<number> {
     }),
   });
 
-  const web = options.webConfig;
-  // The kubelet's probes reach health and readiness without credentials; they say only ok/ready.
-  const handler = web
-    ? withWebConfig(
-      exposed,
-      reloadingWebConfig(web.path, web.config, (error) =>
-        log.warn(
-          `Cannot reload the web config: ${describeError(error)}; keeping the last good one`,
-          {
-            error: describeError(error),
-          },
-        )),
-      ["/healthz", "/readyz"],
-    )
-    : exposed;
-  let server: HttpServer;
+  const report = (level: "info" | "warn") => (message: string, fields?: Record<string, unknown>) =>
+    log[level](message, fields ?? {});
+  let server: WebServer;
   try {
-    server = await listen(options.listen, handler, options.onListen, {
-      ...(web?.config.tls ? { tls: web.config.tls } : {}),
+    server = await listenAndServe(exposed, {
+      hostname: options.listen.hostname,
+      port: options.listen.port,
+      webConfig: options.webConfig,
       maxConnections: options.maxConnections,
-      onAcceptError: (error, retryInMs) =>
-        log.warn(
-          `Cannot accept a connection: ${describeError(error)}; retrying in ${retryInMs} ms`,
-          {
-            error: describeError(error),
-            retryInMs,
-          },
-        ),
+      otherDescriptors: DESCRIPTORS_BESIDES_HTTP +
+        options.settings.collectors.reduce((sum, collector) => sum + collector.concurrency, 0),
+      ...(options.passwordWorker ? { passwordWorker: options.passwordWorker } : {}),
+      log: { info: report("info"), warn: report("warn") },
     });
   } catch (error) {
     const address = formatHostPort(options.listen);
-    log.error(`Cannot listen on ${address}: ${error}`, { address, error: String(error) });
+    log.error(`Cannot listen on ${address}: ${describeError(error)}`, {
+      address,
+      error: describeError(error),
+    });
     await Promise.all(collectors.map((collector) => collector.stop()));
     return 1;
   }
+  options.onListen?.(server.addr);
   if (options.settings.staticTargetsOnly) {
     log.info("No Kubernetes configuration found: probing static targets only");
   }
-  warnIfFewDescriptors(options, log);
   discovery?.start();
   for (const collector of collectors) collector.start();
   const address = formatHostPort(server.addr);
-  const scheme = web?.config.tls ? "https" : "http";
+  const scheme = server.scheme;
   log.info(`net-exporter ${VERSION} listening on ${address} (${scheme})`, {
     version: VERSION,
     address,
     scheme,
-    basicAuth: (web?.config.users.size ?? 0) > 0,
+    authentication: asksCredentials(options.webConfig),
     collectors: collectors.map((collector) => collector.name),
   });
 
@@ -130,52 +113,8 @@ export async function serve(options: ServeOptions): Promise<number> {
   return 0;
 }
 
-async function listen(
-  address: HostPort,
-  handler: (request: Request) => Promise<Response>,
-  onListen: ((address: Deno.NetAddr) => void) | undefined,
-  options: HttpServerOptions & { readonly tls?: ServerTls },
-): Promise<HttpServer> {
-  let server: HttpServer;
-  try {
-    server = await serveHttp(address, handler, options);
-  } catch (error) {
-    // "::" on a host without IPv6: every interface means every IPv4 one.
-    const noIpv6 = error instanceof Deno.errors.AddrNotAvailable ||
-      (error as { code?: string } | undefined)?.code === "EADDRNOTAVAIL";
-    if (address.hostname !== "::" || !noIpv6) throw error;
-    server = await serveHttp({ ...address, hostname: "0.0.0.0" }, handler, options);
-  }
-  onListen?.(server.addr);
-  return server;
-}
-
 /**
- * Descriptors the exporter may hold at once besides HTTP connections:
- * dials, lookups, the API connections, the listener, logs and the runtime.
+ * Descriptors the exporter may hold at once besides HTTP connections and
+ * probes in flight: the API connections, the UDP sockets, logs.
  */
 const DESCRIPTORS_BESIDES_HTTP = 64;
-
-/**
- * Warns when the soft limit on open files is below what the configuration
- * can hold at once. Deno cannot raise it (setrlimit needs FFI); at the limit
- * accepts and dials fail and are retried, so this is a warning, not an error.
- */
-function warnIfFewDescriptors(options: ServeOptions, log: Logger): void {
-  let limits: string;
-  try {
-    limits = Deno.readTextFileSync("/proc/self/limits");
-  } catch {
-    return; // not Linux, or not permitted: nothing to compare with
-  }
-  const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1]);
-  const wanted = options.maxConnections + DESCRIPTORS_BESIDES_HTTP +
-    options.settings.collectors.reduce((sum, collector) => sum + collector.concurrency, 0);
-  if (soft > 0 && soft < wanted) {
-    log.warn(
-      `The open-file limit is ${soft}, below the ${wanted} this configuration may hold at once; ` +
-        "lower --web.max-connections or the concurrency flags, or raise the limit",
-      { limit: soft, wanted },
-    );
-  }
-}
