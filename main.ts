@@ -8,7 +8,6 @@ import { check } from "./exporter/check.ts";
 import { parseCommandLine, versionText } from "./exporter/cli.ts";
 import { setUpLogging, tearDownLogging } from "./exporter/log.ts";
 import { serve } from "./exporter/serve.ts";
-import { inWorkerThread, servePasswordChecks } from "./web/mod.ts";
 
 const encoder = new TextEncoder();
 const writeOut = (text: string) => void Deno.stdout.writeSync(encoder.encode(text));
@@ -37,8 +36,7 @@ async function main(argv: readonly string[]): Promise<number> {
     case "serve":
       await setUpLogging(invocation.settings.log);
       try {
-        // The program is its own password worker: a compiled binary has no other module to start.
-        return await serve({ ...invocation, stop: stopSignal(), passwordWorker: Deno.mainModule });
+        return await serve({ ...invocation, stop: stopSignal() });
       } finally {
         await tearDownLogging();
       }
@@ -58,6 +56,4 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-// Started as the web layer's password worker, this module checks passwords and nothing else.
-if (inWorkerThread()) servePasswordChecks();
-else if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await main(Deno.args));

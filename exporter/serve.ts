@@ -39,8 +39,6 @@ export interface ServeOptions {
   readonly stop: AbortSignal;
   /** Called with the bound address once listening. */
   readonly onListen?: (address: Deno.NetAddr) => void;
-  /** The module the web layer starts as its password worker (main.ts: the program itself). */
-  readonly passwordWorker?: URL | string;
 }
 
 /** Runs the exporter until `options.stop` aborts; returns the exit code. */
@@ -73,7 +71,6 @@ export async function serve(options: ServeOptions): Promise<number> {
       maxConnections: options.maxConnections,
       otherDescriptors: DESCRIPTORS_BESIDES_HTTP +
         options.settings.collectors.reduce((sum, collector) => sum + collector.concurrency, 0),
-      ...(options.passwordWorker ? { passwordWorker: options.passwordWorker } : {}),
       log: { info: report("info"), warn: report("warn") },
     });
   } catch (error) {

@@ -14,18 +14,22 @@
  */
 
 import { authenticates, sha256Hex, type WebConfig } from "./config.ts";
-import type { PasswordAnswer, PasswordRequest } from "./password_worker.ts";
+import { type PasswordAnswer, type PasswordRequest, passwordWorkerUrl } from "./password_worker.ts";
 import { plain } from "./server.ts";
 
 /** Outcomes remembered at most; the oldest go first. */
 const REMEMBERED_OUTCOMES = 4_096;
 /** Comparisons waiting for the worker at most. */
 const WAITING_COMPARISONS = 16;
+/**
+ * How long one bcrypt run may take: cost 31 is possible in a hash, but a
+ * cost that takes this long per request is a configuration no one can use.
+ */
+const ANSWER_WITHIN_MS = 30_000;
 const DUMMY_PASSWORD = "net-exporter: a password no user has";
 
 /** bcrypt comparisons on a worker thread, one at a time, with every outcome remembered. */
 export class PasswordChecker {
-  readonly #workerUrl: URL | string;
   #worker: Worker | undefined;
   readonly #answers = new Map<number, (answer: PasswordAnswer) => void>();
   #nextId = 0;
@@ -35,11 +39,6 @@ export class PasswordChecker {
   readonly #outcomes = new Map<string, boolean>();
   readonly #inFlight = new Map<string, Promise<boolean>>();
   readonly #dummies = new Map<number, Promise<string>>();
-
-  /** `workerUrl` is a module that calls `servePasswordChecks()` when started as a worker. */
-  constructor(workerUrl: URL | string) {
-    this.#workerUrl = workerUrl;
-  }
 
   /**
    * Whether `password` is `user`'s. `hash` is the user's bcrypt hash, or
@@ -115,7 +114,15 @@ export class PasswordChecker {
     const worker = this.#worker ??= this.#start();
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
+      // A worker that stops answering is replaced rather than waited on for ever.
+      const timer = setTimeout(() => {
+        worker.terminate();
+        if (this.#worker === worker) this.#worker = undefined;
+        this.#answers.delete(id);
+        reject(new Error(`Cannot check a password: no answer within ${ANSWER_WITHIN_MS} ms`));
+      }, ANSWER_WITHIN_MS);
       this.#answers.set(id, (answer) => {
+        clearTimeout(timer);
         if (answer.error !== undefined) {
           reject(new Error(`Cannot check a password: ${answer.error}`));
         } else resolve(answer);
@@ -125,7 +132,7 @@ export class PasswordChecker {
   }
 
   #start(): Worker {
-    const worker = new Worker(this.#workerUrl, { type: "module" });
+    const worker = new Worker(passwordWorkerUrl(), { type: "module" });
     worker.onmessage = ({ data }: MessageEvent<PasswordAnswer>) => {
       const answer = this.#answers.get(data.id);
       this.#answers.delete(data.id);
@@ -133,6 +140,9 @@ export class PasswordChecker {
     };
     worker.onerror = (event) => {
       event.preventDefault();
+      // A worker that failed answers nothing more: the next request starts a new one.
+      worker.terminate();
+      if (this.#worker === worker) this.#worker = undefined;
       for (const [id, answer] of this.#answers) {
         this.#answers.delete(id);
         answer({ id, error: `the password worker failed: ${event.message}` });

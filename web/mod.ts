@@ -25,7 +25,6 @@ export {
   type TlsSettings,
   type WebConfig,
 } from "./config.ts";
-export { inWorkerThread, servePasswordChecks } from "./password_worker.ts";
 export { DEFAULT_LIMITS, plain, type ServerLimits } from "./server.ts";
 
 /** Paths served without credentials unless the web config names its own (`auth_excluded_paths`). */
@@ -47,12 +46,6 @@ export interface WebOptions extends ServerLimits {
   readonly excludedPaths?: readonly string[];
   /** Realm of `WWW-Authenticate`. */
   readonly realm?: string;
-  /**
-   * The module started as the password worker: one that calls
-   * `servePasswordChecks()` when it runs in a worker (main.ts does). Default:
-   * the worker entry beside this file, which exists when running from source.
-   */
-  readonly passwordWorker?: URL | string;
   /**
    * Descriptors the rest of the process may hold at once (probes in flight,
    * API connections, logs), for the check of the open-file limit at start.
@@ -92,9 +85,7 @@ export async function listenAndServe(
     )
     : undefined;
   const configNow = () => reloading!.current;
-  const passwords = new PasswordChecker(
-    options.passwordWorker ?? new URL("./password_worker_main.ts", import.meta.url),
-  );
+  const passwords = new PasswordChecker();
   const served = reloading
     ? guard(handler, {
       config: configNow,

@@ -1,10 +1,20 @@
 /**
- * The password worker's side: bcrypt comparisons on a thread of their own,
- * so that a burst of login attempts (bcrypt costs tens of milliseconds by
- * design) never holds the thread that probes and serves. auth.ts sends one
- * request at a time.
+ * The password worker: bcrypt comparisons on a thread of their own, so that
+ * a burst of login attempts (bcrypt costs tens of milliseconds by design)
+ * never holds the thread that probes and serves. auth.ts sends one request
+ * at a time.
+ *
+ * The worker runs bcryptjs's own source, imported as text (Deno's text
+ * imports; the bundle inlines it), from a `data:` URL: a worker started from
+ * a file needs read permission on that file, which the compiled binary does
+ * not have, while a `data:` worker needs none (as the dialer's, in
+ * collectors/dialer.ts). The one line changed is bcryptjs's import of
+ * node's `crypto`, which a `data:` module cannot resolve; bcryptjs takes the
+ * Web Crypto API first anyway, and only for the dummy hash's salt.
  * @module
  */
+
+import bcryptSource from "bcryptjs" with { type: "text" };
 
 /** A request to the worker. */
 export type PasswordRequest =
@@ -29,29 +39,32 @@ export interface PasswordAnswer {
   readonly error?: string;
 }
 
-/** Whether this code runs in a worker rather than on the program's main thread. */
-export function inWorkerThread(): boolean {
-  const scope = (globalThis as { WorkerGlobalScope?: new () => unknown }).WorkerGlobalScope;
-  return scope !== undefined && globalThis instanceof scope;
-}
+const NODE_CRYPTO_IMPORT = /^import nodeCrypto from "crypto";$/m;
 
-/** Answers password requests on this worker thread. */
-export function servePasswordChecks(): void {
-  const worker = globalThis as unknown as {
-    onmessage: ((event: MessageEvent<PasswordRequest>) => void) | null;
-    postMessage(answer: PasswordAnswer): void;
-  };
-  worker.onmessage = async ({ data }) => {
-    try {
-      // Loaded here, on the worker's first request: only a configuration with users needs it.
-      const { default: bcrypt } = await import("bcryptjs");
-      worker.postMessage(
-        data.kind === "compare"
-          ? { id: data.id, ok: bcrypt.compareSync(data.password, data.hash) }
-          : { id: data.id, hash: bcrypt.hashSync(data.password, data.cost) },
-      );
-    } catch (error) {
-      worker.postMessage({ id: data.id, error: String(error) });
-    }
-  };
+// deno-fmt-ignore
+const ANSWERING = `
+self.onmessage = ({ data }) => {
+  try {
+    self.postMessage(data.kind === "compare"
+      ? { id: data.id, ok: compareSync(data.password, data.hash) }
+      : { id: data.id, hash: hashSync(data.password, data.cost) });
+  } catch (error) {
+    self.postMessage({ id: data.id, error: String(error) });
+  }
+};
+`;
+
+/**
+ * The worker's module as a `data:` URL.
+ * @throws {Error} when bcryptjs's source no longer imports `crypto` as this expects.
+ */
+export function passwordWorkerUrl(): string {
+  if (!NODE_CRYPTO_IMPORT.test(bcryptSource)) {
+    throw new Error(
+      'Cannot start the password worker: current bcryptjs source has no `import nodeCrypto from "crypto"` line to replace',
+    );
+  }
+  const source = bcryptSource.replace(NODE_CRYPTO_IMPORT, "const nodeCrypto = undefined;") +
+    ANSWERING;
+  return `data:application/javascript,${encodeURIComponent(source)}`;
 }
