@@ -8,7 +8,12 @@
 
 import { startApiServer } from "./helpers/api_server.ts";
 import { assert } from "./helpers/assert.ts";
-import { bundleProgram, COMPILE_TASK, COMPILED_RUN_FLAGS } from "./helpers/bundle.ts";
+import {
+  bundleProgram,
+  COMPILE_TASK,
+  COMPILED_RUN_FLAGS,
+  inMountNamespace,
+} from "./helpers/bundle.ts";
 import { startDnsServer } from "./helpers/dns_server.ts";
 import { get, startExporter, waitFor, waitUntilReady } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
@@ -121,8 +126,7 @@ Deno.test({
       await Deno.writeTextFile(`${secrets}/namespace`, "monitoring");
 
       // A mount namespace of the test's own, with the service-account files where a pod has them.
-      const inPod =
-        'mount -t tmpfs tmpfs /run && mkdir -p "$SA" && cp "$SECRETS"/* "$SA"/ && exec "$@"';
+      const inPod = 'mount -t tmpfs tmpfs /run && mkdir -p "$SA" && cp "$SECRETS"/* "$SA"/';
       const closedTargets = Array.from({ length: 100 }, () => `127.0.0.1:${closedPort()}`);
       await using exporter = await startExporter(
         [
@@ -140,19 +144,7 @@ Deno.test({
           "--ntp.timeout=500ms",
         ],
         {
-          command: [
-            // No --fork: unshare execs the shell, which execs Deno, so SIGTERM reaches the exporter.
-            "unshare",
-            "--mount",
-            "sh",
-            "-c",
-            inPod,
-            "sh",
-            Deno.execPath(),
-            "run",
-            ...COMPILED_RUN_FLAGS,
-            bundle,
-          ],
+          command: inMountNamespace(inPod, bundle),
           env: {
             SA: "/var/run/secrets/kubernetes.io/serviceaccount",
             SECRETS: secrets,

@@ -11,8 +11,13 @@
 import bcrypt from "bcryptjs";
 import { makeCertificates } from "./helpers/api_server.ts";
 import { assert } from "./helpers/assert.ts";
-import { bundleProgram, COMPILED_RUN_FLAGS } from "./helpers/bundle.ts";
-import { START_FLAGS, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import { bundleProgram, inMountNamespace } from "./helpers/bundle.ts";
+import {
+  START_FLAGS,
+  startExporter,
+  startWebExporter,
+  waitFor,
+} from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
 import { caAndLeaf, CLIENT_EXTENSIONS } from "./helpers/pki.ts";
 import { requires } from "./helpers/requirements.ts";
@@ -130,12 +135,8 @@ Deno.test({
     await Deno.writeTextFile(`${dir}/clients.crt`, trusted.caPem);
     const good = Deno.createHttpClient({ caCerts: [caPem], cert: trusted.cert, key: trusted.key });
     try {
-      await using exporter = await startExporter([
-        "--no-collector.dns",
-        "--network.targets=127.0.0.1:9",
-        `--web.config.file=${path}`,
-      ]);
-      const url = exporter.url.replace(/^http:/, "https:");
+      await using exporter = await startWebExporter(path);
+      const url = exporter.https;
       const silent = await silentConnections(Number(new URL(url).port), 140);
       try {
         for (let i = 0; i < 3; i++) {
@@ -163,12 +164,8 @@ Deno.test({
     const { dir, path, caPem } = await tlsConfig(`basic_auth_users:\n  alice: ${hash}\n`);
     const client = Deno.createHttpClient({ caCerts: [caPem] });
     try {
-      await using exporter = await startExporter([
-        "--no-collector.dns",
-        "--network.targets=127.0.0.1:9",
-        `--web.config.file=${path}`,
-      ]);
-      const url = exporter.url.replace(/^http:/, "https:");
+      await using exporter = await startWebExporter(path);
+      const url = exporter.https;
       const get = async (user?: string, password?: string, at = "/metrics") => {
         const headers = user ? { authorization: `Basic ${btoa(`${user}:${password}`)}` } : {};
         const response = await fetch(`${url}${at}`, { client, headers });
@@ -215,12 +212,8 @@ Deno.test({
     const { dir, path, caPem } = await tlsConfig(`basic_auth_users:\n  alice: ${hash}\n`);
     const client = Deno.createHttpClient({ caCerts: [caPem] });
     try {
-      await using exporter = await startExporter([
-        "--no-collector.dns",
-        "--network.targets=127.0.0.1:9",
-        `--web.config.file=${path}`,
-      ]);
-      const url = exporter.url.replace(/^http:/, "https:");
+      await using exporter = await startWebExporter(path);
+      const url = exporter.https;
       const unauthenticated = async () => {
         const response = await fetch(`${url}/metrics`, { client });
         await response.body?.cancel();
@@ -259,12 +252,16 @@ Deno.test({
     const hash = bcrypt.hashSync("right", 4);
     const { dir, caPem } = await tlsConfig(`basic_auth_users:\n  alice: ${hash}\n`);
     const client = Deno.createHttpClient({ caCerts: [caPem] });
+    // A mount point for the namespace's tmpfs; made here (and removed after) only if the machine
+    // has none.
+    const mountPoint = "/etc/net-exporter";
+    const made = await Deno.mkdir(mountPoint).then(() => true, () => false);
     try {
       const bundle = await bundleProgram(`${dir}/net-exporter.js`);
       // /etc/net-exporter, the one folder the compiled binary may read its config from, is a
       // tmpfs of the test's own mount namespace.
-      const inPod =
-        'mount -t tmpfs tmpfs /etc/net-exporter 2>/dev/null || { mkdir -p /etc/net-exporter && mount -t tmpfs tmpfs /etc/net-exporter; } && cp "$CONFIG"/tls.* "$CONFIG"/web.yml /etc/net-exporter/ && exec "$@"';
+      const inPod = "mount -t tmpfs tmpfs /etc/net-exporter && " +
+        'cp "$CONFIG"/tls.* "$CONFIG"/web.yml /etc/net-exporter/';
       await using exporter = await startExporter(
         [
           "--no-collector.dns",
@@ -273,18 +270,7 @@ Deno.test({
           "--web.config.file=/etc/net-exporter/web.yml",
         ],
         {
-          command: [
-            "unshare",
-            "--mount",
-            "sh",
-            "-c",
-            inPod,
-            "sh",
-            Deno.execPath(),
-            "run",
-            ...COMPILED_RUN_FLAGS,
-            bundle,
-          ],
+          command: inMountNamespace(inPod, bundle),
           env: { CONFIG: dir },
         },
       );
@@ -300,6 +286,7 @@ Deno.test({
       assert.equal(await get("right"), 200);
       assert.equal(await get("wrong"), 401);
     } finally {
+      if (made) await Deno.remove(mountPoint);
       client.close();
       await Deno.remove(dir, { recursive: true });
     }

@@ -9,7 +9,7 @@ import { loadWebConfig } from "../web/mod.ts";
 import { makeCertificates } from "./helpers/api_server.ts";
 import { caAndLeaf, CLIENT_EXTENSIONS } from "./helpers/pki.ts";
 import { assert } from "./helpers/assert.ts";
-import { runProgram, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import { runProgram, startWebExporter, waitFor } from "./helpers/exporter_process.ts";
 import { requires } from "./helpers/requirements.ts";
 
 async function writeConfig(dir: string, yaml: string): Promise<string> {
@@ -243,12 +243,8 @@ Deno.test({
     const path = await writeConfig(dir, yaml(`  alice: ${HASH}\n`));
     const client = Deno.createHttpClient({ caCerts: [caPem] });
     try {
-      await using exporter = await startExporter([
-        "--no-collector.dns",
-        "--network.targets=127.0.0.1:9",
-        `--web.config.file=${path}`,
-      ]);
-      const url = exporter.url.replace(/^http:/, "https:");
+      await using exporter = await startWebExporter(path);
+      const url = exporter.https;
       const get = async (path: string, user?: string, password?: string) => {
         const headers = user ? { authorization: `Basic ${btoa(`${user}:${password}`)}` } : {};
         const response = await fetch(`${url}${path}`, { client, headers });
@@ -322,12 +318,8 @@ Deno.test({
           dir,
           `tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: ${policy}\n${ca}`,
         );
-        await using exporter = await startExporter([
-          "--no-collector.dns",
-          "--network.targets=127.0.0.1:9",
-          `--web.config.file=${path}`,
-        ]);
-        const url = exporter.url.replace(/^http:/, "https:") + "/metrics";
+        await using exporter = await startWebExporter(path);
+        const url = exporter.https + "/metrics";
         for (
           const [name, client] of Object.entries(clients) as Array<
             [keyof typeof clients, Deno.HttpClient]

@@ -6,6 +6,9 @@
  * that never listens (`server.emit("connection", stream)`), whose TLS socket
  * then carries the HTTP bytes.
  *
+ * The first record is read and checked here before `node:tls` is involved
+ * (client_hello.ts: Deno's `node:tls` leaks memory on malformed ones).
+ *
  * Why not `Deno.listenTls`: in Deno 2.9 a `TlsConn` closed before its
  * handshake completed keeps its TCP socket open (denoland/deno#14547), so a
  * client that never sends a ClientHello holds a descriptor for ever; and it
@@ -25,6 +28,7 @@ import { Duplex } from "node:stream";
 import type tls from "node:tls";
 import type { ClientAuthType, TlsSettings } from "./config.ts";
 import type { Connection } from "./server.ts";
+import { checkClientHello, firstRecordBytes } from "./client_hello.ts";
 
 /**
  * Whether a finished handshake is let through, per Go's `tls.ClientAuthType`:
@@ -137,14 +141,13 @@ export class TlsConnection implements Connection {
     this.#settings = settings;
   }
 
-  /** The handshake: on the first read, once the client's first byte is in. */
+  /**
+   * The handshake: on the first read, once the client's whole first record
+   * is in and is a ClientHello (client_hello.ts says why).
+   */
   async #startHandshake(): Promise<void> {
-    const first = new Uint8Array(16 * 1024);
-    const read = await this.#raw.read(first);
-    if (read === null) {
-      this.#ended = true;
-      return;
-    }
+    const first = await this.#readFirstRecord();
+    if (first === undefined) return;
     const settings = this.#settings();
     const { createServer } = await loadNodeTls();
     if (this.#closed) return;
@@ -190,8 +193,36 @@ export class TlsConnection implements Connection {
         });
         resolve();
       });
-      server.emit("connection", streamOver(this.#raw, first.subarray(0, read)));
+      server.emit("connection", streamOver(this.#raw, first));
     });
+  }
+
+  /** The first record, checked; undefined (and the connection ended) when there is none. */
+  async #readFirstRecord(): Promise<Uint8Array | undefined> {
+    let buffered = new Uint8Array(0);
+    const chunk = new Uint8Array(16 * 1024);
+    for (;;) {
+      let wanted: number | undefined;
+      try {
+        wanted = firstRecordBytes(buffered);
+        if (wanted !== undefined && buffered.length >= wanted) {
+          checkClientHello(buffered.subarray(0, wanted));
+          return buffered;
+        }
+      } catch (error) {
+        this.#failure = error as Error;
+        return undefined;
+      }
+      const read = await this.#raw.read(chunk);
+      if (read === null) {
+        this.#ended = true;
+        return undefined;
+      }
+      const joined = new Uint8Array(buffered.length + read);
+      joined.set(buffered);
+      joined.set(chunk.subarray(0, read), buffered.length);
+      buffered = joined;
+    }
   }
 
   #notify(): void {

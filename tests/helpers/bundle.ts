@@ -78,3 +78,25 @@ export function sharedBundle(): Promise<string> {
   })();
   return shared;
 }
+
+/**
+ * The command that runs `bundle` under the compiled permissions in a mount
+ * namespace of its own, after `setup` (a shell script run as root there, e.g.
+ * mounting a tmpfs where a pod has its service account or web config). No
+ * --fork: unshare execs the shell, which execs Deno, so SIGTERM reaches the
+ * exporter.
+ */
+export function inMountNamespace(setup: string, bundle: string): string[] {
+  return [
+    "unshare",
+    "--mount",
+    "sh",
+    "-c",
+    `${setup} && exec "$@"`,
+    "sh",
+    Deno.execPath(),
+    "run",
+    ...COMPILED_RUN_FLAGS,
+    bundle,
+  ];
+}

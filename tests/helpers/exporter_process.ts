@@ -156,3 +156,18 @@ export async function runProgram(
     stderr: new TextDecoder().decode(output.stderr),
   };
 }
+
+/**
+ * Starts the exporter behind the web config at `path`, probing nothing but a
+ * closed loopback port; `https` is its URL with the https scheme.
+ */
+export async function startWebExporter(
+  path: string,
+): Promise<ExporterProcess & { readonly https: string }> {
+  const exporter = await startExporter([
+    "--no-collector.dns",
+    "--network.targets=127.0.0.1:9",
+    `--web.config.file=${path}`,
+  ]);
+  return Object.assign(exporter, { https: exporter.url.replace(/^http:/, "https:") });
+}

@@ -10,6 +10,9 @@
 
 import { HttpServer } from "../../web/server.ts";
 
+/** A seeded generator, so that a failing case can be replayed. */
+export { seededRandom as randomSource } from "./fake_clock.ts";
+
 /** What a server made of one case's bytes. */
 export interface Outcome {
   /** Requests the handler saw, in order: method, target, headers. */
@@ -44,18 +47,6 @@ export interface Case {
    * reads them: why.
    */
   readonly lenient?: string;
-}
-
-/** mulberry32: a small seeded generator, so that a failing case can be replayed. */
-export function randomSource(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const latin1 = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
