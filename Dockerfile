@@ -13,6 +13,7 @@ COPY collectors/ collectors/
 COPY exporter/ exporter/
 COPY k8s/ k8s/
 COPY lib/ lib/
+COPY web/ web/
 # The permission set, V8 flags and output path live in deno.json's compile task, nowhere else.
 RUN deno task compile
 
