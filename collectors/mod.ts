@@ -7,16 +7,39 @@
 import { type Flag, type FlagValues, switchFlag } from "../lib/flags.ts";
 import type { Collector, CollectorContext } from "./collector.ts";
 import { configureDns, DNS_FLAGS, DnsCollector } from "./dns.ts";
-import { configureNetwork, NETWORK_FLAGS, NetworkCollector } from "./network.ts";
+import {
+  configureNetwork,
+  configurePeers,
+  NETWORK_FLAGS,
+  NetworkCollector,
+  type NetworkEndpoint,
+  type PeerFlags,
+} from "./network.ts";
 import { configureNtp, NTP_FLAGS, NtpCollector } from "./ntp.ts";
 
-/** A collector whose flags were read and checked: ready to build. */
-export interface ConfiguredCollector {
-  readonly name: string;
-  /** Probes it may have in flight at once (for the open-file budget). */
-  readonly concurrency: number;
-  create(context: CollectorContext): Collector;
+/** What discovery hands a collector that probes peers: the endpoints to dial, and its failures. */
+export interface PeerReceiver {
+  /** Replaces the discovered peers. */
+  setPeers(peers: readonly NetworkEndpoint[]): void;
+  /** Counts a failure of discovery among the collector's own internal errors. */
+  countInternalError(): void;
 }
+
+/** A collector whose flags were read and checked: ready to build. */
+export type ConfiguredCollector =
+  & {
+    readonly name: string;
+    /** Probes it may have in flight at once (for the open-file budget). */
+    readonly concurrency: number;
+  }
+  & (
+    | { readonly peers?: undefined; create(context: CollectorContext): Collector }
+    | {
+      /** It probes discovered peers: the port it dials on each, and how many it probes. */
+      readonly peers: PeerFlags;
+      create(context: CollectorContext): Collector & PeerReceiver;
+    }
+  );
 
 /** A collector kind: its switch, its flags, and how checked flags become a collector. */
 export interface CollectorDefinition {
@@ -26,6 +49,8 @@ export interface CollectorDefinition {
   readonly enabled: Flag<boolean>;
   /** The collector's own flags; they live beside it. */
   readonly flags: readonly Flag<unknown>[];
+  /** It probes the peers Kubernetes discovery finds (and discovery runs only beside it). */
+  readonly takesPeers: boolean;
   /**
    * Reads and checks the flags; throws a `FlagError` first, so that bad flags
    * stop the program before anything starts. Undefined when the flags leave
@@ -34,17 +59,21 @@ export interface CollectorDefinition {
   configure(values: FlagValues): ConfiguredCollector | undefined;
 }
 
+type Unnamed<T> = T extends unknown ? Omit<T, "name"> : never;
+
 function definition(
   name: string,
   description: string,
   flags: readonly Flag<unknown>[],
-  configure: (values: FlagValues) => Omit<ConfiguredCollector, "name"> | undefined,
+  configure: (values: FlagValues) => Unnamed<ConfiguredCollector> | undefined,
+  takesPeers = false,
 ): CollectorDefinition {
   return {
     name,
     description,
     enabled: switchFlag(`collector.${name}`, `Run the ${name} collector: ${description}`),
     flags,
+    takesPeers,
     configure: (values) => {
       const configured = configure(values);
       return configured && { name, ...configured };
@@ -69,9 +98,11 @@ export const COLLECTORS: readonly CollectorDefinition[] = [
       const config = configureNetwork(values);
       return {
         concurrency: config.concurrency,
+        peers: configurePeers(values),
         create: (context) => new NetworkCollector(config, context),
       };
     },
+    true,
   ),
   definition(
     "ntp",

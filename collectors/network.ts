@@ -6,7 +6,7 @@
 
 import type { Logger } from "@logtape/logtape";
 import { formatHostPort, type HostPort, parseHostPort } from "../lib/address.ts";
-import { type Flag, type FlagValues, listFlag } from "../lib/flags.ts";
+import { type Flag, type FlagValues, integerFlag, listFlag } from "../lib/flags.ts";
 import {
   type CollectorContext,
   createProbeMetrics,
@@ -20,6 +20,14 @@ import { DIAL_ERROR_REASONS, probeTcp, type TcpProbeOptions, warmUpTcp } from ".
 /** The network collector's settings, from its flags. */
 export interface NetworkConfig extends ProbePacing {
   readonly targets: readonly HostPort[];
+}
+
+/** What the network collector's flags say of discovered peers, for discovery. */
+export interface PeerFlags {
+  /** The port dialled on each peer. */
+  readonly port: number;
+  /** How many peers this pod probes (its neighbours on a ring of node names); 0: every peer. */
+  readonly maxPeers: number;
 }
 
 /** An endpoint to dial; `node` names the peer's node (empty for static targets). */
@@ -42,12 +50,32 @@ const PACING = pacingFlags("network", {
   histogram: "network_latency_seconds",
 });
 
+const PEER_PORT = integerFlag("network.port", "TCP port to dial on discovered peers", 8000, {
+  max: 65535,
+});
+const MAX_PEERS = integerFlag(
+  "network.max-peers",
+  "Peers each pod probes (neighbours on a ring of node names); 0: every peer",
+  10,
+  { allowZero: true },
+);
+
 /** The network collector's flags. */
-export const NETWORK_FLAGS: readonly Flag<unknown>[] = [TARGETS, ...PACING.flags];
+export const NETWORK_FLAGS: readonly Flag<unknown>[] = [
+  TARGETS,
+  ...PACING.flags,
+  PEER_PORT,
+  MAX_PEERS,
+];
 
 /** Reads and checks the network flags together. */
 export function configureNetwork(values: FlagValues): NetworkConfig {
   return { targets: TARGETS.read(values), ...PACING.read(values) };
+}
+
+/** Reads `--network.port` and `--network.max-peers`. */
+export function configurePeers(values: FlagValues): PeerFlags {
+  return { port: PEER_PORT.read(values), maxPeers: MAX_PEERS.read(values) };
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 
 import { formatDuration } from "../lib/duration.ts";
+import { timeoutFitsInterval } from "../lib/scheduler.ts";
 import {
   bucketsFlag,
   durationFlag,
@@ -92,7 +93,7 @@ export function pacingFlags(
         concurrency: concurrency.read(values),
         buckets: buckets.read(values),
       };
-      if (pacing.timeoutMs >= pacing.intervalMs) {
+      if (!timeoutFitsInterval(pacing.timeoutMs, pacing.intervalMs)) {
         throw new FlagError(
           `Cannot schedule ${defaults.what}s: current --${name}.timeout=${
             formatDuration(pacing.timeoutMs)

@@ -1,11 +1,11 @@
 /**
  * Builds what `serve` and `check` both run: the exporter's metrics, the
- * enabled collectors, and discovery feeding the network collector.
+ * enabled collectors, and discovery feeding the collector that takes peers.
  * @module
  */
 
 import type { Collector } from "../collectors/collector.ts";
-import { NetworkCollector } from "../collectors/network.ts";
+import type { PeerReceiver } from "../collectors/mod.ts";
 import { createDiscoveryMetrics, Discovery } from "../k8s/discovery.ts";
 import type { CommonSettings } from "./cli.ts";
 import { logger } from "./log.ts";
@@ -15,20 +15,24 @@ import { createExporterMetrics, type ExporterMetrics } from "./metrics.ts";
 export interface Assembly {
   readonly metrics: ExporterMetrics;
   readonly collectors: readonly Collector[];
-  /** Present when discovery is configured and the network collector runs. */
+  /** Present when discovery is configured and a collector that takes peers runs. */
   readonly discovery: Discovery | undefined;
 }
 
 /** Creates metrics, collectors and discovery from checked settings; starts nothing. */
 export function assemble(settings: CommonSettings): Assembly {
   const metrics = createExporterMetrics();
-  const collectors = settings.collectors.map(({ name, create }) =>
-    create({ metrics, logger: logger(name) })
-  );
-  const network = collectors.find((collector) => collector instanceof NetworkCollector);
-  const discovery = settings.discovery && network
+  let peerReceiver: PeerReceiver | undefined;
+  const collectors = settings.collectors.map((configured) => {
+    const context = { metrics, logger: logger(configured.name) };
+    if (configured.peers === undefined) return configured.create(context);
+    const collector = configured.create(context);
+    peerReceiver = collector;
+    return collector;
+  });
+  const discovery = settings.discovery && peerReceiver
     ? new Discovery(settings.discovery, {
-      network,
+      network: peerReceiver,
       metrics: createDiscoveryMetrics(metrics.registry),
       logger: logger("k8s"),
     })

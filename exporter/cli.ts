@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Help } from "commander";
 import { COLLECTORS, type ConfiguredCollector } from "../collectors/mod.ts";
 import {
   configureDiscovery,
@@ -143,20 +143,25 @@ async function settingsOf(
     .filter((collector) => collector.enabled.read(values))
     .map((collector) => collector.configure(values))
     .filter((collector) => collector !== undefined);
-  const networkOn = collectors.some((collector) => collector.name === "network");
+  const peerTaker = collectors.find((collector) => collector.peers !== undefined);
   const mode = DISCOVERY_MODE.read(values);
-  if (!networkOn && mode === "on") {
+  if (!peerTaker && mode === "on") {
+    const takers = COLLECTORS.filter((collector) => collector.takesPeers).map(({ name }) => name);
     throw new FlagError(
-      "Cannot discover peers: current --k8s.discovery=on, but the network collector is off",
+      `Cannot discover peers: current --k8s.discovery=on, but the ${
+        takers.join(", ")
+      } collector that probes them is off`,
     );
   }
-  const discovery = networkOn ? await configureDiscovery(values, env) : undefined;
+  const discovery = peerTaker?.peers
+    ? await configureDiscovery(values, peerTaker.peers, env)
+    : undefined;
   const settings: CommonSettings = {
     log: { level: LOG_LEVEL.read(values), format: LOG_FORMAT.read(values) },
     collectors,
     flags: values.shown,
     discovery,
-    staticTargetsOnly: networkOn && mode === "auto" && discovery === undefined,
+    staticTargetsOnly: peerTaker !== undefined && mode === "auto" && discovery === undefined,
   };
   return { values, settings };
 }
@@ -180,9 +185,41 @@ export async function parseCommandLine(
     .version(versionText().trimEnd(), "-V, --version", "Print the version")
     .addHelpText(
       "after",
-      "\nserve is the default command: `net-exporter [flags]` serves. Every flag, with its" +
-        "\nenvironment variable: `net-exporter serve --help` and `net-exporter check --help`.",
+      "\nEvery flag can be set from the environment as NET_EXPORTER_ + its name (shown with each" +
+        "\nin `net-exporter serve --help`); `net-exporter check --help` lists check's.",
     );
+  // As every Prometheus exporter's: the top-level help lists the flags of the default command
+  // (serve) first, then the other commands.
+  program.configureHelp({
+    formatHelp: (command, helper) => {
+      if (command !== program) return new Help().formatHelp(command, helper);
+      const serve = command.commands.find((sub) => sub.name() === "serve")!;
+      const width = Math.max(helper.longestOptionTermLength(serve, helper), 20);
+      const rows = (items: Array<[string, string]>) =>
+        items.map(([term, text]) => `  ${term.padEnd(width)}  ${text}`).join("\n");
+      return [
+        "Usage: net-exporter [serve] [flags]",
+        "       net-exporter <command> [flags]",
+        "",
+        command.description(),
+        "",
+        "Flags (serve, the default command):",
+        rows(
+          [...helper.visibleOptions(serve), ...helper.visibleOptions(command)]
+            .filter((option, i, all) => all.findIndex((o) => o.flags === option.flags) === i)
+            .map((option) => [helper.optionTerm(option), helper.optionDescription(option)]),
+        ),
+        "",
+        "Commands:",
+        rows(
+          helper.visibleCommands(command).map((
+            sub,
+          ) => [helper.subcommandTerm(sub), helper.subcommandDescription(sub)]),
+        ),
+        "",
+      ].join("\n");
+    },
+  });
 
   const withFlags = (command: Command, flags: readonly Flag<unknown>[]) => {
     for (const flag of flags) for (const option of flag.options) command.addOption(option);

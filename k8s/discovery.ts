@@ -19,7 +19,6 @@ import {
   type Flag,
   FlagError,
   type FlagValues,
-  integerFlag,
   valueFlag,
 } from "../lib/flags.ts";
 import {
@@ -120,15 +119,6 @@ const REQUEST_TIMEOUT = durationFlag(
   "Deadline of each list page and of a watch's answer from the API server",
   "30s",
 );
-const PEER_PORT = integerFlag("network.port", "TCP port to dial on discovered peers", 8000, {
-  max: 65535,
-});
-const MAX_PEERS = integerFlag(
-  "network.max-peers",
-  "Peers each pod probes (neighbours on a ring of node names); 0: every peer",
-  10,
-  { allowZero: true },
-);
 
 /** Discovery's flags. */
 export const DISCOVERY_FLAGS: readonly Flag<unknown>[] = [
@@ -137,9 +127,15 @@ export const DISCOVERY_FLAGS: readonly Flag<unknown>[] = [
   NAMESPACE,
   SELECTOR,
   REQUEST_TIMEOUT,
-  PEER_PORT,
-  MAX_PEERS,
 ];
+
+/** What the collector that takes the peers says of them (its `--network.port` and `--network.max-peers`). */
+export interface PeerOptions {
+  /** TCP port dialled on each peer. */
+  readonly port: number;
+  /** Peers this pod probes, its neighbours on a ring of node names; 0: every peer. */
+  readonly maxPeers: number;
+}
 
 /**
  * Decides whether discovery runs and with what; `undefined` when it is off
@@ -148,6 +144,7 @@ export const DISCOVERY_FLAGS: readonly Flag<unknown>[] = [
  */
 export async function configureDiscovery(
   values: FlagValues,
+  peers: PeerOptions,
   env: (name: string) => string | undefined,
   readFile: (path: string) => string | undefined = readFileOrUndefined,
 ): Promise<DiscoverySettings | undefined> {
@@ -191,8 +188,8 @@ export async function configureDiscovery(
     cluster,
     namespace,
     labelSelector: SELECTOR.read(values),
-    port: PEER_PORT.read(values),
-    maxPeers: MAX_PEERS.read(values),
+    port: peers.port,
+    maxPeers: peers.maxPeers,
     requestTimeoutMs: REQUEST_TIMEOUT.read(values),
     identity: {
       podName: env("POD_NAME") || undefined,

@@ -55,6 +55,15 @@ interface Entry {
   cancelled: AbortSignal;
 }
 
+/**
+ * Whether a probe with this deadline ends before its next slot: the rule
+ * for every interval and timeout, checked by the flags (pacing) and by the
+ * scheduler itself.
+ */
+export function timeoutFitsInterval(timeoutMs: number, intervalMs: number): boolean {
+  return timeoutMs < intervalMs;
+}
+
 /** Runs jobs in the background, once per interval each. */
 export class Scheduler {
   readonly #options:
@@ -69,7 +78,7 @@ export class Scheduler {
   readonly #awaitingFirstRun = new Set<string>();
 
   constructor(options: SchedulerOptions) {
-    if (!(options.timeoutMs < options.intervalMs)) {
+    if (!timeoutFitsInterval(options.timeoutMs, options.intervalMs)) {
       throw new RangeError(
         `Cannot schedule: current timeout ${options.timeoutMs} ms is not below the interval ${options.intervalMs} ms`,
       );

@@ -117,7 +117,14 @@ Deno.test("cli: bad input is one line naming the flag and the value, exit 2", as
 Deno.test("cli: help exits 0; version and check are commands", async () => {
   const help = await parse(["--help"]);
   assert.deepEqual(help.invocation, { command: "exit", code: 0 });
-  assert.match(help.out, /serve/);
+  // serve is the default command: its flags first, then the other commands.
+  for (
+    const flag of ["--dns.servers", "--network.targets", "--network.port", "--web.config.file"]
+  ) {
+    assert.ok(help.out.includes(flag), `top-level help lists ${flag}`);
+  }
+  assert.ok(help.out.indexOf("--dns.servers") < help.out.indexOf("check [options]"));
+  assert.match(help.out, /--version/);
   const serveHelp = await parse(["serve", "--help"]);
   assert.match(serveHelp.out, /--dns\.hosts/);
   assert.match(serveHelp.out, /NET_EXPORTER_DNS_HOSTS/);
