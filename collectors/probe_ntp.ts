@@ -93,8 +93,11 @@ export function wallClock(): { wallMs: number; monotonicMs: number } {
   }
 }
 
-/** An NTP timestamp (64 bits, big-endian) as ms since the Unix epoch. */
-function readTimestamp(view: DataView, offset: number): number {
+/**
+ * An NTP timestamp (64 bits, big-endian) as ms since the Unix epoch, in the
+ * era RFC 4330 §3 gives it: era 1 (from 2036-02-07) when the top bit is clear.
+ */
+export function readTimestamp(view: DataView, offset: number): number {
   let seconds = view.getUint32(offset);
   // RFC 4330 §3: with the top bit clear, the time is in era 1 (from 2036-02-07).
   if (seconds < 0x8000_0000) seconds += 0x1_0000_0000;

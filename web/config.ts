@@ -164,7 +164,7 @@ export async function parseWebConfig(bytes: Uint8Array, path: string): Promise<W
   const parsed = v.safeParse(SCHEMA, document);
   if (!parsed.success) {
     const issue = parsed.issues[0]!;
-    const where = v.getDotPath(issue) ?? "the top level";
+    const where = v.getDotPath(issue) || "the top level";
     const unknownKey = issue.type === "strict_object" && issue.input !== undefined;
     return fail(
       unknownKey
