@@ -4,8 +4,8 @@
  * hostile name, and checks what Chromium shows (see there).
  */
 
-import { assert } from "./helpers/assert.ts";
-import { CHILD_ENV, requires } from "./helpers/requirements.ts";
+import { assert } from "../helpers/assert.ts";
+import { CHILD_ENV, requires } from "../helpers/requirements.ts";
 
 const NAME = "status page: in Chromium";
 Deno.test({
@@ -19,7 +19,7 @@ Deno.test({
         args: [
           "run",
           "--allow-all",
-          new URL("./fixtures/status_page.ts", import.meta.url).pathname,
+          new URL("../fixtures/status_page.ts", import.meta.url).pathname,
           `${dir}/page.png`,
           "--check",
         ],

@@ -5,10 +5,10 @@
  * reference, and one cut node. The full run is `deno task sim`.
  */
 
-import { assert } from "./helpers/assert.ts";
-import { waitFor } from "./helpers/exporter_process.ts";
-import { requires } from "./helpers/requirements.ts";
-import { SimCluster } from "./sim/cluster.ts";
+import { assert } from "../helpers/assert.ts";
+import { waitFor } from "../helpers/exporter_process.ts";
+import { requires } from "../helpers/requirements.ts";
+import { SimCluster } from "../sim/cluster.ts";
 import {
   dialErrors,
   DialErrorTally,
@@ -16,7 +16,7 @@ import {
   median,
   scrape,
   timeUntilDialError,
-} from "./sim/measure.ts";
+} from "../sim/measure.ts";
 
 const NAME =
   "simulation: 20 ms links never read faster than the link and land in their bucket; a cut node counted within interval + timeout; a rolling restart counts no error";

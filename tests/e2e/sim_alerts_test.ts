@@ -6,9 +6,9 @@
  * query returns data.
  */
 
-import { assert } from "./helpers/assert.ts";
-import { requires } from "./helpers/requirements.ts";
-import { SimCluster } from "./sim/cluster.ts";
+import { assert } from "../helpers/assert.ts";
+import { requires } from "../helpers/requirements.ts";
+import { SimCluster } from "../sim/cluster.ts";
 import {
   AlertHarness,
   dashboardQueries,
@@ -16,7 +16,7 @@ import {
   PROBE_TIMEOUT_MS,
   runScenario,
   SCENARIOS,
-} from "./sim/alerts.ts";
+} from "../sim/alerts.ts";
 
 const NAME =
   "alerts in a real Prometheus: a cut node fires for that node only, a rolling restart fires nothing, every dashboard query has data";

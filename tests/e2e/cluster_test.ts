@@ -7,10 +7,10 @@
  * critical priority class refused where the API server limits it as GKE does.
  */
 
-import { assert } from "./helpers/assert.ts";
-import { requires } from "./helpers/requirements.ts";
-import { RealCluster } from "./cluster/cluster.ts";
-import { judge, markdown, runAll } from "./cluster/report.ts";
+import { assert } from "../helpers/assert.ts";
+import { requires } from "../helpers/requirements.ts";
+import { RealCluster } from "../cluster/cluster.ts";
+import { judge, markdown, runAll } from "../cluster/report.ts";
 
 const NAME =
   "real control plane: helm install, discovery through the real watch, RBAC, a rollout without a dial error, recovery from compaction and an API server restart";

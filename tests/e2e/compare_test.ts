@@ -6,11 +6,11 @@
  * `deno task compare`.
  */
 
-import { assert } from "./helpers/assert.ts";
-import { CHILD_ENV, requires } from "./helpers/requirements.ts";
-import { SimCluster } from "./sim/cluster.ts";
-import { compare, markdown } from "./sim/compare.ts";
-import { loadTools } from "./sim/tools.ts";
+import { assert } from "../helpers/assert.ts";
+import { CHILD_ENV, requires } from "../helpers/requirements.ts";
+import { SimCluster } from "../sim/cluster.ts";
+import { compare, markdown } from "../sim/compare.ts";
+import { loadTools } from "../sim/tools.ts";
 
 const NAME =
   "comparison: every tool, plugged in by configuration, goes through every scenario and gets every figure";
@@ -23,8 +23,8 @@ Deno.test({
   }),
   async fn() {
     const tools = [
-      ...await loadTools(new URL("./sim/compare.yaml", import.meta.url).pathname),
-      ...await loadTools(new URL("./fixtures/compare_plugin.yaml", import.meta.url).pathname),
+      ...await loadTools(new URL("../sim/compare.yaml", import.meta.url).pathname),
+      ...await loadTools(new URL("../fixtures/compare_plugin.yaml", import.meta.url).pathname),
     ];
     const options = {
       intervalMs: 1_000,
@@ -165,7 +165,7 @@ Deno.test({
       args: [
         "run",
         "--allow-all",
-        new URL("./sim/compare.ts", import.meta.url).pathname,
+        new URL("../sim/compare.ts", import.meta.url).pathname,
         "--nodes=3",
         // Enough crowd addresses that the build is still going when the signal comes.
         "--crowd=300",

@@ -5,9 +5,9 @@
  * measured, whole and consistent.
  */
 
-import { measureMemory, memoryMarkdown } from "./bench/memory.ts";
-import { assert } from "./helpers/assert.ts";
-import { requires } from "./helpers/requirements.ts";
+import { measureMemory, memoryMarkdown } from "../bench/memory.ts";
+import { assert } from "../helpers/assert.ts";
+import { requires } from "../helpers/requirements.ts";
 
 const QUICK_RUN =
   "bench memory: quick run measures the runtime, a dependency and two exporter configurations";
