@@ -64,7 +64,7 @@ export async function serve(options: ServeOptions): Promise<number> {
     log[level](message, fields ?? {});
   let server: WebServer;
   try {
-    server = await listenAndServe(exposed, {
+    server = listenAndServe(exposed, {
       hostname: options.listen.hostname,
       port: options.listen.port,
       webConfig: options.webConfig,

@@ -7,7 +7,7 @@
 
 import { HttpServer } from "../web/server.ts";
 import { assert } from "./helpers/assert.ts";
-import { START_FLAGS, startExporter, waitFor } from "./helpers/exporter_process.ts";
+import { runProgram, START_FLAGS, startExporter, waitFor } from "./helpers/exporter_process.ts";
 import { requires } from "./helpers/requirements.ts";
 
 const encoder = new TextEncoder();
@@ -427,4 +427,22 @@ Deno.test("web server: shutting down under steady keep-alive load leaves no requ
     0,
     `${unanswered} requests sent on a kept-alive connection got no answer`,
   );
+});
+
+Deno.test("exporter: a listen address in use is one error line and exit 1, nothing left running", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const result = await runProgram([
+      `--web.listen-address=127.0.0.1:${taken.addr.port}`,
+      "--no-collector.dns",
+      "--network.targets=127.0.0.1:9",
+      "--k8s.discovery=off",
+    ]);
+    assert.equal(result.code, 1);
+    const lines = result.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 1, result.stderr);
+    assert.match(lines[0]!, /Cannot listen on 127\.0\.0\.1:\d+: .*(in use|AddrInUse)/i);
+  } finally {
+    taken.close();
+  }
 });

@@ -69,12 +69,12 @@ const SILENT: WebLog = { info: () => {}, warn: () => {} };
 
 /**
  * Listens on `hostname:port` and serves `handler` behind the web config.
- * Rejects when the address cannot be bound (e.g. in use).
+ * @throws {Error} when the address cannot be bound (e.g. in use).
  */
-export async function listenAndServe(
+export function listenAndServe(
   handler: (request: Request) => Promise<Response>,
   options: WebOptions,
-): Promise<WebServer> {
+): WebServer {
   const log = options.log ?? SILENT;
   const web = options.webConfig;
   const reloading = web
@@ -117,7 +117,6 @@ export async function listenAndServe(
   );
   if (web && web.config.users.size > 0) passwords.prepare(dummyCostOf(web.config));
   checkDescriptorBudget(options, log);
-  await Promise.resolve();
   return {
     addr: server.addr,
     scheme: tls ? "https" : "http",
