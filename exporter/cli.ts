@@ -64,6 +64,11 @@ export interface CliOutput {
 }
 
 function parseListenAddress(text: string): HostPort {
+  if (/^\d+$/.test(text)) {
+    throw new RangeError(
+      `Cannot listen: current value is "${text}", a port alone; did you mean ":${text}"?`,
+    );
+  }
   // ":8000" means every interface, as in Go; IPv6 "::" also accepts IPv4 on Linux.
   if (/^:\d+$/.test(text)) {
     return { ...parseHostPort(`0.0.0.0${text}`, { allowPortZero: true }), hostname: "::" };
@@ -86,7 +91,10 @@ function parsePath(text: string): string {
   return text;
 }
 
-const LOG_LEVEL = choiceFlag("log.level", "Least severe level logged", "info", LOG_LEVELS);
+// "warn" is how the Prometheus ecosystem (promlog, exporter-toolkit) spells it.
+const LOG_LEVEL = choiceFlag("log.level", "Least severe level logged", "info", LOG_LEVELS, {
+  warn: "warning",
+});
 const LOG_FORMAT = choiceFlag("log.format", "Log line format", "json", LOG_FORMATS);
 const LISTEN_ADDRESS = valueFlag(
   "web.listen-address",

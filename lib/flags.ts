@@ -205,9 +205,11 @@ export function choiceFlag<const T extends string>(
   description: string,
   defaultValue: T,
   choices: readonly T[],
+  aliases: Readonly<Record<string, T>> = {},
 ): Flag<T> {
   return valueFlag(flag, choices.join("|"), description, defaultValue, (text) => {
-    const choice = choices.find((candidate) => candidate === text);
+    const choice = choices.find((candidate) => candidate === text) ??
+      (Object.hasOwn(aliases, text) ? aliases[text] : undefined);
     if (choice === undefined) {
       throw new RangeError(
         `Cannot use value: current value is "${text}", expected one of ${choices.join(", ")}`,

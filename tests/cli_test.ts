@@ -134,6 +134,15 @@ Deno.test("cli: help exits 0; version and check are commands", async () => {
   assert.equal(check.output, "json");
 });
 
+Deno.test("cli: the ecosystem's spellings are understood, and a bare port gets a suggestion", async () => {
+  const warn = (await parse(["--log.level=warn"])).invocation;
+  assert.ok(warn.command === "serve");
+  assert.equal(warn.settings.log.level, "warning");
+  const port = await parse(["--web.listen-address=9184"]);
+  assert.deepEqual(port.invocation, { command: "exit", code: 2 });
+  assert.match(port.err, /did you mean ":9184"\?/);
+});
+
 Deno.test("cli: durations and addresses", () => {
   assert.equal(parseDuration("500ms"), 500);
   assert.equal(parseDuration("1m30s"), 90_000);
