@@ -441,14 +441,15 @@ export function plain(
   });
 }
 
-async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
+/** Writes all of `bytes`, however many writes it takes. */
+export async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
   for (let written = 0; written < bytes.length;) {
     written += await conn.write(bytes.subarray(written));
   }
 }
 
 /** A new array holding `a` then `b` (never a view of either: reads reuse their buffer). */
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const joined = new Uint8Array(a.length + b.length);
   joined.set(a);
   joined.set(b, a.length);

@@ -27,7 +27,7 @@ import type { Buffer } from "node:buffer";
 import { Duplex } from "node:stream";
 import type tls from "node:tls";
 import type { ClientAuthType, TlsSettings } from "./config.ts";
-import type { Connection } from "./server.ts";
+import { concat, type Connection, writeAll } from "./server.ts";
 import { checkClientHello, firstRecordBytes } from "./client_hello.ts";
 
 /**
@@ -97,12 +97,6 @@ function streamOver(raw: Deno.TcpConn, first: Uint8Array): Duplex {
       done(error);
     },
   });
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let written = 0; written < bytes.length;) {
-    written += await conn.write(bytes.subarray(written));
-  }
 }
 
 type NodeTls = typeof import("node:tls");
@@ -199,7 +193,7 @@ export class TlsConnection implements Connection {
 
   /** The first record, checked; undefined (and the connection ended) when there is none. */
   async #readFirstRecord(): Promise<Uint8Array | undefined> {
-    let buffered = new Uint8Array(0);
+    let buffered: Uint8Array = new Uint8Array(0);
     const chunk = new Uint8Array(16 * 1024);
     for (;;) {
       let wanted: number | undefined;
@@ -218,10 +212,7 @@ export class TlsConnection implements Connection {
         this.#ended = true;
         return undefined;
       }
-      const joined = new Uint8Array(buffered.length + read);
-      joined.set(buffered);
-      joined.set(chunk.subarray(0, read), buffered.length);
-      buffered = joined;
+      buffered = concat(buffered, chunk.subarray(0, read));
     }
   }
 
