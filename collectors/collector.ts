@@ -20,10 +20,20 @@ export type ProbeOutcome =
   | {
     readonly ok: true;
     readonly seconds: number;
-    /** Further figures of a success, by name (see {@link ProbeMetricsSpec.readings}). */
+    /**
+     * Further figures of a success, by name: those in {@link ProbeMetricsSpec.readings} are
+     * exported as gauges, the rest only shown (status page, `check`).
+     */
     readonly readings?: Readonly<Record<string, number>>;
+    /** Events seen by the probe, added to the counters of {@link ProbeMetricsSpec.counters}. */
+    readonly counts?: Readonly<Record<string, number>>;
   }
-  | { readonly ok: false; readonly reason: string; readonly message: string };
+  | {
+    readonly ok: false;
+    readonly reason: string;
+    readonly message: string;
+    readonly counts?: Readonly<Record<string, number>>;
+  };
 
 /** One thing to probe. Two targets with the same key are the same target. */
 export interface ProbeTarget {
@@ -128,6 +138,8 @@ export interface ProbeMetrics {
    * success and, like `lastLatency`, removed while the target fails.
    */
   readonly readings: Readonly<Record<string, client.Gauge<string>>>;
+  /** A counter per kind of event a probe counts (success or not), by count name. */
+  readonly counters: Readonly<Record<string, client.Counter<string>>>;
 }
 
 /** The generic collector: owns metrics and state for a changing set of targets. */
@@ -190,6 +202,9 @@ export class ProbeCollector implements Collector {
       if (!this.#targets.has(key)) {
         for (const reason of this.#metrics.reasons) {
           this.#metrics.errors.inc({ ...target.labels, reason }, 0);
+        }
+        for (const counter of Object.values(this.#metrics.counters)) {
+          counter.inc(target.labels, 0);
         }
         this.#history.set(key, new TargetHistory());
         this.#status.set(key, {
@@ -264,6 +279,7 @@ export class ProbeCollector implements Collector {
     this.#metrics.lastLatency.remove(target.labels);
     this.#metrics.success.remove(target.labels);
     for (const gauge of Object.values(this.#metrics.readings)) gauge.remove(target.labels);
+    for (const counter of Object.values(this.#metrics.counters)) counter.remove(target.labels);
     for (const reason of this.#metrics.reasons) {
       this.#metrics.errors.remove({ ...target.labels, reason });
     }
@@ -282,6 +298,10 @@ export class ProbeCollector implements Collector {
     const previous = this.#status.get(target.key);
     const at = Date.now();
     this.#history.get(target.key)?.record(at, outcome);
+    for (const [name, counter] of Object.entries(this.#metrics.counters)) {
+      const count = outcome.counts?.[name];
+      if (count !== undefined && count > 0) counter.inc(target.labels, count);
+    }
     let status: TargetStatus;
     if (outcome.ok) {
       this.#metrics.latency.observe(target.labels, outcome.seconds);
@@ -368,6 +388,8 @@ export interface ProbeMetricsSpec {
   readonly internalHelp: string;
   /** Further figures of a success: reading name → its gauge's name and help. */
   readonly readings?: Readonly<Record<string, { readonly name: string; readonly help: string }>>;
+  /** Events a probe counts: count name → its counter's name and help. */
+  readonly counters?: Readonly<Record<string, { readonly name: string; readonly help: string }>>;
 }
 
 /** Builds a probe collector's metrics in `registry`: the same five for every collector, and its readings. */
@@ -414,6 +436,12 @@ export function createProbeMetrics(
       Object.entries(spec.readings ?? {}).map(([reading, { name, help }]) => [
         reading,
         new client.Gauge({ name, help, labelNames, registers }),
+      ]),
+    ),
+    counters: Object.fromEntries(
+      Object.entries(spec.counters ?? {}).map(([count, { name, help }]) => [
+        count,
+        new client.Counter({ name, help, labelNames, registers }),
       ]),
     ),
   };

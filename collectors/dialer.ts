@@ -11,6 +11,8 @@
  * @module
  */
 
+import type { Handshake } from "./probe_tcp.ts";
+
 // deno-fmt-ignore
 const WORKER_SOURCE = `
 const inFlight = new Map();
@@ -33,7 +35,7 @@ self.onmessage = async ({ data }) => {
 `;
 
 interface Pending {
-  resolve(seconds: number): void;
+  resolve(handshake: Handshake): void;
   reject(error: Error): void;
 }
 
@@ -57,18 +59,18 @@ export class Dialer {
         const error = Object.assign(new Error(data.error.message), data.error);
         pending.reject(error);
       } else {
-        pending.resolve(data.seconds);
+        pending.resolve({ seconds: data.seconds, clock: "wall" });
       }
     };
   }
 
   /**
    * Connects to `hostname:port` (an IP literal) and closes at once; resolves
-   * with the handshake time in seconds. Aborting `signal` aborts the dial.
+   * with the handshake time, timed on the thread's own clock. Aborting `signal` aborts the dial.
    */
-  dial(hostname: string, port: number, signal: AbortSignal): Promise<number> {
+  dial(hostname: string, port: number, signal: AbortSignal): Promise<Handshake> {
     const id = this.#nextId++;
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<Handshake>((resolve, reject) => {
       const onAbort = () => this.#worker.postMessage({ abort: id });
       const settle = () => signal.removeEventListener("abort", onAbort);
       this.#pending.set(id, {

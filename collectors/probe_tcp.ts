@@ -27,15 +27,52 @@ export interface TcpTarget {
   readonly port: number;
 }
 
+/** Which clock timed a handshake: the kernel's RTT sample, or a clock in the exporter around the connect. */
+export type HandshakeClock = "kernel" | "wall";
+
+/** What a dialer reports of one handshake. */
+export interface Handshake {
+  /** The handshake's time: the kernel's round trip when `clock` is "kernel". */
+  readonly seconds: number;
+  readonly clock: HandshakeClock;
+  /** The exporter's own clock around the connect, beside the kernel's figure. */
+  readonly wallSeconds?: number;
+  /** SYNs the kernel had to send again: loss on the path (kernel clock only). */
+  readonly synRetransmits?: number;
+  /** The path MTU the kernel holds for the target, in bytes (kernel clock only). */
+  readonly pathMtu?: number;
+}
+
+/**
+ * A failed dial as a dialer reports it: `code` is the errno's name (e.g.
+ * "ECONNREFUSED"), `synRetransmits` the SYNs resent before it failed.
+ */
+export class DialError extends Error {
+  override readonly name = "DialError";
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly synRetransmits: number,
+  ) {
+    super(message);
+  }
+}
+
 /** Outcome of one dial. */
 export type TcpProbeResult =
-  | { readonly ok: true; readonly seconds: number; readonly address: string }
-  | { readonly ok: false; readonly reason: DialErrorReason; readonly message: string };
+  | ({ readonly ok: true; readonly address: string } & Handshake)
+  | {
+    readonly ok: false;
+    readonly reason: DialErrorReason;
+    readonly message: string;
+    /** SYNs resent before the dial failed, when the kernel said. */
+    readonly synRetransmits?: number;
+  };
 
 /** Side effects of a dial, injectable for tests. */
 export interface TcpProbeOptions {
-  /** Connects and closes, timing the handshake itself (seconds); replaces `connect` and `now`. */
-  dial?: (hostname: string, port: number, signal: AbortSignal) => Promise<number>;
+  /** Connects and closes, timing the handshake itself; replaces `connect` and `now`. */
+  dial?: (hostname: string, port: number, signal: AbortSignal) => Promise<Handshake>;
   connect?: (options: Deno.ConnectOptions & { signal?: AbortSignal }) => Promise<Deno.Conn>;
   resolve?: (name: string, signal: AbortSignal) => Promise<string>;
   now?: () => number;
@@ -82,11 +119,17 @@ export async function probeTcp(
   const address = resolved.address;
   const failed = (error: unknown): TcpProbeResult => {
     rethrowIfCancelled(signal);
-    return { ok: false, reason: classifyDialError(error, signal), message: errorMessage(error) };
+    const synRetransmits = (error as { synRetransmits?: unknown } | undefined)?.synRetransmits;
+    return {
+      ok: false,
+      reason: classifyDialError(error, signal),
+      message: errorMessage(error),
+      ...(typeof synRetransmits === "number" ? { synRetransmits } : {}),
+    };
   };
   if (options.dial) {
     try {
-      return { ok: true, seconds: await options.dial(address, target.port, signal), address };
+      return { ok: true, ...await options.dial(address, target.port, signal), address };
     } catch (error) {
       return failed(error);
     }
@@ -100,7 +143,7 @@ export async function probeTcp(
   }
   const seconds = (now() - startedAt) / 1000;
   conn.close();
-  return { ok: true, seconds, address };
+  return { ok: true, seconds, clock: "wall", address };
 }
 
 /** Handshakes to a loopback listener of its own that {@link warmUpTcp} makes. */

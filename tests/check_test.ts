@@ -17,7 +17,7 @@ Deno.test("check: a table of every probe; NODATA fails (exit 1), all ok exits 0"
   ]);
   assert.equal(code, 1, "AAAA has no record: NODATA is a failure");
   const lines = stdout.trimEnd().split("\n");
-  assert.match(lines[0]!, /^COLLECTOR\s+TARGET\s+RESULT\s+LATENCY\s+REASON$/);
+  assert.match(lines[0]!, /^COLLECTOR\s+TARGET\s+RESULT\s+LATENCY\s+REASON(\s+DETAIL)?$/);
   assert.match(stdout, /dns\s+ok\.test\. A via 127\.0\.0\.1:\d+\/udp\s+ok\s+\d+\.\d{3} ms\s+-/);
   assert.match(stdout, /dns\s+ok\.test\. AAAA via 127\.0\.0\.1:\d+\/udp\s+failed\s+-\s+nodata/);
   assert.match(

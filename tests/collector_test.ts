@@ -13,7 +13,7 @@ const pacing = { intervalMs: 1_000, timeoutMs: 500, concurrency: 10, buckets: DE
 function networkCollector(outcomes: Map<string, ProbeOutcome>, clock = createFakeClock()) {
   const metrics = createExporterMetrics();
   const collector = new NetworkCollector(
-    { ...pacing, targets: [{ hostname: "127.0.0.1", port: 9 }] },
+    { ...pacing, targets: [{ hostname: "127.0.0.1", port: 9 }], clock: "wall" },
     { metrics, logger: getLogger(["test"]), clock, random: () => 0.5 },
     {
       connect: (options) => {
@@ -171,6 +171,7 @@ Deno.test("collector: a result that lands after its target left is not recorded"
       }),
       reasons: ["timeout"],
       readings: {},
+      counters: {},
     },
     pacing,
     { metrics, logger: getLogger(["test"]), clock, random: () => 0.5 },
@@ -198,7 +199,7 @@ Deno.test("collector: a probe that throws is an internal error, not a dial error
   const metrics = createExporterMetrics();
   const clock = createFakeClock();
   const collector = new NetworkCollector(
-    { ...pacing, targets: [{ hostname: "127.0.0.1", port: 9 }] },
+    { ...pacing, targets: [{ hostname: "127.0.0.1", port: 9 }], clock: "wall" },
     { metrics, logger: getLogger(["test"]), clock, random: () => 0.5 },
     {
       connect: () => Promise.reject(new TypeError("bug")),
@@ -226,15 +227,18 @@ Deno.test("collector: above 100 targets handshakes are timed on the dialer threa
     );
   const collector = (targets: number) =>
     new NetworkCollector(
-      { ...pacing, targets: endpoints(targets) },
+      { ...pacing, targets: endpoints(targets), clock: "wall" },
       { metrics: createExporterMetrics(), logger: getLogger(["test"]), clock: createFakeClock() },
     );
   const small = collector(DIAL_THREAD_ABOVE);
+  small.start();
   assert.equal(small.dialsOnThread, false);
   small.setPeers(endpoints(1, "node-b").map((peer) => ({ ...peer, port: 30_000 })));
   assert.equal(small.dialsOnThread, true, "discovered peers count too");
   await small.stop();
   const large = collector(DIAL_THREAD_ABOVE + 1);
+  assert.equal(large.dialsOnThread, false, "nothing is started before probing starts");
+  large.start();
   assert.equal(large.dialsOnThread, true);
   await large.stop();
   const stopped = collector(10);

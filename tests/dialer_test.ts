@@ -18,7 +18,8 @@ Deno.test("dialer: a handshake is timed on its own thread, true while the main t
     const dial = dialer.dial("127.0.0.1", port, new AbortController().signal);
     const blockedUntil = performance.now() + 200;
     while (performance.now() < blockedUntil) { /* a 200 ms render, say */ }
-    const seconds = await dial;
+    const { seconds, clock } = await dial;
+    assert.equal(clock, "wall");
     assert.ok(seconds > 0 && seconds < 0.05, `loopback handshake read as ${seconds * 1000} ms`);
   } finally {
     dialer.close();

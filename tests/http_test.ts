@@ -16,6 +16,7 @@ function setUp() {
   let dials = 0;
   const collector = new NetworkCollector(
     {
+      clock: "wall",
       intervalMs: 1_000,
       timeoutMs: 500,
       concurrency: 4,

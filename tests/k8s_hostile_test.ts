@@ -237,7 +237,14 @@ Deno.test("discovery: an outage is one warning with its cause, another kind of f
   } as unknown as Logger;
   const metrics = createExporterMetrics();
   const network = new NetworkCollector(
-    { targets: [], intervalMs: 1_000, timeoutMs: 500, concurrency: 1, buckets: DEFAULT_BUCKETS },
+    {
+      targets: [],
+      intervalMs: 1_000,
+      timeoutMs: 500,
+      concurrency: 1,
+      buckets: DEFAULT_BUCKETS,
+      clock: "wall",
+    },
     { metrics, logger },
   );
   let mode: "refused" | "503" | "ok" = "refused";

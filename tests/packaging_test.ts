@@ -18,6 +18,8 @@ import { startDnsServer } from "./helpers/dns_server.ts";
 import { get, startExporter, waitFor, waitUntilReady } from "./helpers/exporter_process.ts";
 import { Exposition } from "./helpers/metrics.ts";
 import { CHILD_ENV, requires } from "./helpers/requirements.ts";
+import { LIBC_PATHS } from "../lib/libc.ts";
+import denoJson from "../deno.json" with { type: "json" };
 import { closedPort, startListener } from "./helpers/tcp.ts";
 import { startNtpServer } from "./helpers/ntp_server.ts";
 
@@ -28,6 +30,7 @@ Deno.test("compile task: permissions are scoped, never --allow-all", () => {
   assert.ok(!/(^| )(-A|--allow-all)( |$)/.test(COMPILE_TASK));
   assert.deepEqual(flags.map((flag) => flag.split("=")[0]).sort(), [
     "--allow-env",
+    "--allow-ffi",
     "--allow-net",
     "--allow-read",
     "--no-code-cache",
@@ -42,6 +45,12 @@ Deno.test("compile task: permissions are scoped, never --allow-all", () => {
     "/proc/self/limits",
     "/etc/net-exporter",
   ]);
+  // FFI for glibc alone, at the paths lib/libc.ts opens (kernel-timed handshakes).
+  const ffi = flags.find((flag) => flag.startsWith("--allow-ffi="))!.slice("--allow-ffi=".length)
+    .split(",");
+  assert.deepEqual(ffi, LIBC_PATHS);
+  const startTask = (denoJson.tasks as Record<string, string>).start!;
+  assert.ok(startTask.includes(`--allow-ffi=${LIBC_PATHS.join(",")}`), "deno task start too");
   const env = flags.find((flag) => flag.startsWith("--allow-env="))!.slice("--allow-env=".length)
     .split(",");
   assert.ok(
@@ -134,7 +143,7 @@ Deno.test({
           "--dns.hosts=ok.test.",
           "--dns.interval=1s",
           "--dns.timeout=500ms",
-          // Past 100 targets, so handshakes go through the dialer thread under these permissions too.
+          // 100 closed ports: refusals read from errno through libc under these permissions.
           `--network.targets=${[target.address, ...closedTargets].join(",")}`,
           `--network.port=${peer.port}`,
           "--network.interval=1s",
@@ -170,10 +179,13 @@ Deno.test({
       assert.ok(metrics.histogram("dns_latency_seconds", { host: "ok.test." }).count >= 1);
       assert.ok(metrics.histogram("network_latency_seconds", { host: target.address }).count >= 1);
       assert.equal(metrics.value("net_exporter_peers", { state: "selected" }), 1);
-      assert.ok(exporter.logs.some((line) => line.includes("thread of their own")));
+      assert.ok(exporter.logs.some((line) => line.includes("handshakes timed by the kernel")));
+      assert.equal(metrics.value("network_handshake_clock_info", { clock: "kernel" }), 1);
+      assert.equal(metrics.value("network_syn_retransmits_total", { host: target.address }), 0);
+      assert.ok(metrics.value("network_path_mtu_bytes", { host: target.address }) > 0);
       const refused = metrics.samples("network_dial_error_total", { reason: "refused" })
         .filter((sample) => sample.value > 0).length;
-      assert.ok(refused >= 90, `closed ports seen refused through the dialer thread: ${refused}`);
+      assert.ok(refused >= 90, `closed ports seen refused through the kernel dialer: ${refused}`);
       assert.equal(metrics.value("network_error_total"), 0);
       assert.equal(metrics.value("dns_error_total"), 0);
       assert.ok(metrics.histogram("ntp_latency_seconds", { server: ntp.address }).count >= 1);
