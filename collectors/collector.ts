@@ -9,6 +9,7 @@
 
 import type { Logger } from "@logtape/logtape";
 import * as client from "../lib/prom_client.ts";
+import { Histogram, type NativeHistogramOptions } from "../lib/histogram.ts";
 import { type Clock, deadline, systemClock } from "../lib/clock.ts";
 import { Scheduler } from "../lib/scheduler.ts";
 import { Semaphore } from "../lib/semaphore.ts";
@@ -100,6 +101,8 @@ export interface SharedMetrics {
   readonly targets: client.Gauge<"collector">;
   /** Probes that started late or skipped a slot, per collector. */
   readonly probesLate: client.Counter<"collector">;
+  /** Native buckets of the latency histograms; classic buckets only when absent. */
+  readonly nativeHistograms?: NativeHistogramOptions;
 }
 
 /** Everything a collector needs from the exporter around it. */
@@ -119,7 +122,7 @@ export interface Pacing {
 
 /** The metrics a probe collector records into. */
 export interface ProbeMetrics {
-  readonly latency: client.Histogram<string>;
+  readonly latency: Histogram;
   /**
    * The exact time of each target's last probe while it succeeds (the
    * histogram only knows its bucket); removed when a probe fails, so a
@@ -392,19 +395,23 @@ export interface ProbeMetricsSpec {
   readonly counters?: Readonly<Record<string, { readonly name: string; readonly help: string }>>;
 }
 
-/** Builds a probe collector's metrics in `registry`: the same five for every collector, and its readings. */
+/**
+ * Builds a probe collector's metrics in the shared registry: the same five for
+ * every collector, and its readings and counters.
+ */
 export function createProbeMetrics(
-  registry: client.Registry,
+  shared: Pick<SharedMetrics, "registry" | "nativeHistograms">,
   spec: ProbeMetricsSpec,
 ): ProbeMetrics {
-  const registers = [registry];
+  const registers = [shared.registry];
   const labelNames = [...spec.labelNames];
   return {
-    latency: new client.Histogram({
+    latency: new Histogram({
       name: `${spec.prefix}_latency_seconds`,
       help: `Time of successful ${spec.measured}.`,
       labelNames,
       buckets: [...spec.buckets],
+      ...(shared.nativeHistograms ? { native: shared.nativeHistograms } : {}),
       registers,
     }),
     lastLatency: new client.Gauge({

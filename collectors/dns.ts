@@ -187,7 +187,7 @@ export class DnsCollector extends ProbeCollector {
     const { registry } = context.metrics;
     super(
       "dns",
-      createProbeMetrics(registry, {
+      createProbeMetrics(context.metrics, {
         prefix: "dns",
         labelNames: ["host", "server", "record_type", "protocol"],
         buckets: config.buckets,

@@ -132,7 +132,7 @@ export class NetworkCollector extends ProbeCollector {
   ) {
     super(
       "network",
-      createProbeMetrics(context.metrics.registry, {
+      createProbeMetrics(context.metrics, {
         prefix: "network",
         labelNames: ["host", "target_node"],
         buckets: config.buckets,

@@ -83,7 +83,7 @@ export class NtpCollector extends ProbeCollector {
   constructor(config: NtpConfig, context: CollectorContext, options: NtpProbeOptions = {}) {
     super(
       "ntp",
-      createProbeMetrics(context.metrics.registry, {
+      createProbeMetrics(context.metrics, {
         prefix: "ntp",
         labelNames: ["server"],
         buckets: config.buckets,

@@ -21,7 +21,7 @@ export interface Assembly {
 
 /** Creates metrics, collectors and discovery from checked settings; starts nothing. */
 export function assemble(settings: CommonSettings): Assembly {
-  const metrics = createExporterMetrics();
+  const metrics = createExporterMetrics(settings.nativeHistograms);
   let peerReceiver: PeerReceiver | undefined;
   const collectors = settings.collectors.map((configured) => {
     const context = { metrics, logger: logger(configured.name) };

@@ -23,7 +23,8 @@ import {
 } from "../lib/flags.ts";
 import { DEFAULT_EXCLUDED_PATHS, loadWebConfig, type WebConfig } from "../web/mod.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogSettings } from "./log.ts";
-import { VERSION } from "./metrics.ts";
+import { configureNativeHistograms, METRICS_FLAGS, VERSION } from "./metrics.ts";
+import type { NativeHistogramOptions } from "../lib/histogram.ts";
 
 /** Settings every command shares. */
 export interface CommonSettings {
@@ -36,6 +37,8 @@ export interface CommonSettings {
   readonly discovery: DiscoverySettings | undefined;
   /** Discovery is on auto and found no configuration: only static targets are probed. */
   readonly staticTargetsOnly: boolean;
+  /** Native buckets of the latency histograms. */
+  readonly nativeHistograms: NativeHistogramOptions;
 }
 
 /** What the command line asked for. */
@@ -129,6 +132,7 @@ const COMMON_FLAGS: readonly Flag<unknown>[] = [
   ...COLLECTORS.map((collector) => collector.enabled),
   ...COLLECTORS.flatMap((collector) => collector.flags),
   ...DISCOVERY_FLAGS,
+  ...METRICS_FLAGS,
   LOG_LEVEL,
   LOG_FORMAT,
 ];
@@ -170,6 +174,7 @@ async function settingsOf(
     flags: values.shown,
     discovery,
     staticTargetsOnly: peerTaker !== undefined && mode === "auto" && discovery === undefined,
+    nativeHistograms: configureNativeHistograms(values),
   };
   return { values, settings };
 }

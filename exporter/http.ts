@@ -6,6 +6,11 @@
  */
 
 import { renderRegistry } from "../lib/exposition.ts";
+import {
+  negotiateExposition,
+  PROTOBUF_CONTENT_TYPE,
+  renderRegistryProtobuf,
+} from "../lib/exposition_proto.ts";
 import type * as client from "../lib/prom_client.ts";
 import { renderStatusPage, type StatusView } from "./status_page.ts";
 import { VERSION } from "./metrics.ts";
@@ -37,7 +42,7 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
   // concurrent scrapes took 1.25 GB.
   const renders = new Semaphore(MAX_CONCURRENT_RENDERS);
   let waiting = 0;
-  const renderBounded = async (): Promise<Response> => {
+  const renderBounded = async (accept: string | null): Promise<Response> => {
     if (waiting >= MAX_WAITING_RENDERS) {
       return plain(503, "Too many scrapes at once", { "retry-after": "1" });
     }
@@ -48,6 +53,12 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
       waiting--;
     }
     try {
+      // Native histograms exist only in the protobuf exposition; text stays the default.
+      if (negotiateExposition(accept) === "protobuf") {
+        return new Response(await renderRegistryProtobuf(state.registry), {
+          headers: { "content-type": PROTOBUF_CONTENT_TYPE },
+        });
+      }
       // One family at a time, giving the event loop a turn whenever rendering has held it for
       // 4 ms: thousands of series in one go would hold up probe starts and DNS answers as long.
       return new Response(await renderRegistry(state.registry, { yieldAfterMs: 4 }), {
@@ -64,7 +75,7 @@ export function createHandler(state: HttpState): (request: Request) => Promise<R
     const { pathname } = new URL(request.url);
     switch (pathname) {
       case state.telemetryPath:
-        return await renderBounded();
+        return await renderBounded(request.headers.get("accept"));
       case "/healthz":
         return plain(state.alive() ? 200 : 503, state.alive() ? "ok" : "scheduler stalled");
       case "/readyz":

@@ -8,6 +8,8 @@
 import process from "node:process";
 import * as client from "../lib/prom_client.ts";
 import type { SharedMetrics } from "../collectors/collector.ts";
+import { type FlagValues, integerFlag, valueFlag } from "../lib/flags.ts";
+import { type NativeHistogramOptions, schemaForFactor } from "../lib/histogram.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 /** Version of this build, from deno.json. */
@@ -16,8 +18,47 @@ export const VERSION: string = denoJson.version;
 /** The exporter's registry with the metrics every collector shares. */
 export type ExporterMetrics = SharedMetrics;
 
-/** Creates a registry holding the exporter's own metrics. */
-export function createExporterMetrics(): ExporterMetrics {
+const NATIVE_BUCKET_FACTOR = valueFlag(
+  "metrics.native-histogram-bucket-factor",
+  "factor",
+  "Growth of each native histogram bucket over the one before, as client_golang's " +
+    "NativeHistogramBucketFactor (1.1: schema 3, 8 buckets per power of two), served to " +
+    "scrapes that ask for protobuf; 0: classic buckets only",
+  "1.1",
+  (text) => {
+    const factor = Number(text);
+    if (text.trim() === "" || !(factor === 0 || factor > 1)) {
+      throw new RangeError(`Cannot use value: current value is "${text}", expected 0 or above 1`);
+    }
+    if (factor > 0) schemaForFactor(factor);
+    return factor;
+  },
+);
+const NATIVE_MAX_BUCKETS = integerFlag(
+  "metrics.native-histogram-max-buckets",
+  "Populated native buckets a series may hold; past it, its resolution halves (0: no cap)",
+  160,
+  { allowZero: true },
+);
+
+/** The flags of the exporter's metrics. */
+export const METRICS_FLAGS = [NATIVE_BUCKET_FACTOR, NATIVE_MAX_BUCKETS] as const;
+
+/** Reads the native histogram flags. */
+export function configureNativeHistograms(values: FlagValues): NativeHistogramOptions {
+  return {
+    bucketFactor: NATIVE_BUCKET_FACTOR.read(values),
+    maxBuckets: NATIVE_MAX_BUCKETS.read(values),
+  };
+}
+
+/**
+ * Creates a registry holding the exporter's own metrics; the collectors'
+ * latency histograms carry native buckets as `nativeHistograms` says.
+ */
+export function createExporterMetrics(
+  nativeHistograms: NativeHistogramOptions = { bucketFactor: 1.1, maxBuckets: 160 },
+): ExporterMetrics {
   const registry = new client.Registry();
   const registers = [registry];
   new client.Gauge({
@@ -71,5 +112,5 @@ export function createExporterMetrics(): ExporterMetrics {
     labelNames: ["collector"],
     registers,
   });
-  return { registry, targets, probesLate };
+  return { registry, targets, probesLate, nativeHistograms };
 }

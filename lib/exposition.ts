@@ -8,9 +8,10 @@
  * warm, about a third of prom-client's time at 5,000 targets and a quarter at
  * 500).
  *
- * This keeps prom-client's data (its `getForPromString`/`get`, so collect
- * callbacks run as before; a histogram's series are read from the histogram
- * itself, see {@link renderHistogram}) and its algorithm — the same label order,
+ * This keeps prom-client's data (each family's public `get()`, so collect
+ * callbacks run as before; the exporter's histograms are its own
+ * (lib/histogram.ts), read through their `series()`, see
+ * {@link renderHistogram}) and its algorithm — the same label order,
  * escaping, label formatting and value spelling, copied from
  * prom-client 15.1.3's lib/registry.js and lib/util.js (Apache-2.0) — and
  * writes UTF-8 straight into one growing buffer: a label set is formatted once
@@ -23,6 +24,7 @@
  */
 
 import type * as client from "./prom_client.ts";
+import { Histogram } from "./histogram.ts";
 
 /** What a counter's or gauge's `get` returns (a summary's too). */
 interface FamilyData {
@@ -32,13 +34,14 @@ interface FamilyData {
   values?: Array<{
     value: number;
     labels?: Record<string, string | number>;
+    /** Labels a metric's `get()` may give apart (prom-client's histogram in its text path does). */
+    sharedLabels?: Record<string, string | number>;
     metricName?: string;
   }>;
 }
 
 interface Family {
   get(): Promise<unknown> | unknown;
-  getForPromString?(): Promise<unknown> | unknown;
 }
 
 const NEEDS_ESCAPE = /[\\\n]/;
@@ -76,17 +79,12 @@ function formatLabels(labels: Record<string, string | number>): string {
 }
 
 /**
- * True when `registry` renders in the Prometheus text format without default
- * labels, and every histogram in it is one {@link renderHistogram} reads —
- * the case this formatter reproduces.
+ * True when `registry` renders in the Prometheus text format — the case
+ * this formatter reproduces. (Default labels, which it would not add, are
+ * never set on the exporter's registry.)
  */
-function renderableFast(registry: client.Registry, metrics: readonly object[]): boolean {
-  const internals = registry as unknown as { _defaultLabels?: object };
-  return registry.contentType === "text/plain; version=0.0.4; charset=utf-8" &&
-    Object.keys(internals._defaultLabels ?? {}).length === 0 &&
-    metrics.every((metric) =>
-      (metric as { type?: string }).type !== "histogram" || isPlainHistogram(metric)
-    );
+function renderableFast(registry: client.Registry): boolean {
+  return registry.contentType === "text/plain; version=0.0.4; charset=utf-8";
 }
 
 /** Text is encoded in pieces of about this many characters. */
@@ -148,7 +146,7 @@ export async function renderRegistry(
 ): Promise<Uint8Array<ArrayBuffer>> {
   const sink = new ByteSink();
   const metrics = registry.getMetricsAsArray();
-  if (!renderableFast(registry, metrics)) {
+  if (!renderableFast(registry)) {
     sink.write(await registry.metrics());
     return sink.bytes();
   }
@@ -167,38 +165,10 @@ export async function renderRegistry(
   return sink.bytes();
 }
 
-/**
- * What the histogram path reads of a prom-client 15 `Histogram`: its
- * cumulative counts are kept per series as one record, which `get()` would
- * turn into an object per bucket line (9,000 objects at 500 targets).
- */
-interface HistogramInternals {
-  name: string;
-  help: string;
-  type: string;
-  upperBounds: readonly number[];
-  hashMap: Record<string, HistogramSeries>;
-  enableExemplars: boolean;
-  collect?: () => unknown;
-}
-
-interface HistogramSeries {
-  labels: Record<string, string | number>;
-  bucketValues: Record<number, number>;
-  sum: number;
-  count: number;
-}
-
-function isPlainHistogram(metric: object): metric is HistogramInternals {
-  const candidate = metric as Partial<HistogramInternals>;
-  return candidate.type === "histogram" && candidate.enableExemplars === false &&
-    Array.isArray(candidate.upperBounds) && typeof candidate.hashMap === "object";
-}
-
 /** `name_bucket{le="…"` of each bound of a histogram, and of +Inf last. */
 const bucketPrefixes = new WeakMap<object, string[]>();
 
-function bucketPrefixesOf(histogram: HistogramInternals): string[] {
+function bucketPrefixesOf(histogram: Histogram): string[] {
   let prefixes = bucketPrefixes.get(histogram);
   if (prefixes === undefined) {
     prefixes = [
@@ -217,7 +187,7 @@ function bucketPrefixesOf(histogram: HistogramInternals): string[] {
  */
 const seriesEnds = new WeakMap<object, readonly [string, string]>();
 
-function seriesEndsOf(labels: Record<string, string | number>): readonly [string, string] {
+function seriesEndsOf(labels: Readonly<Record<string, string>>): readonly [string, string] {
   let ends = seriesEnds.get(labels);
   if (ends === undefined) {
     const shared = formatLabels(labels);
@@ -228,30 +198,26 @@ function seriesEndsOf(labels: Record<string, string | number>): readonly [string
 }
 
 /**
- * A histogram as prom-client's `getForPromString` and registry would write it,
- * read from its series directly: `getForPromString` builds an object per
- * bucket line, whose labels this would then walk line by line. A
+ * A histogram as prom-client's registry would write its `get()`, read from
+ * its series directly: `get()` builds an object per bucket line, whose
+ * labels this would then walk line by line. A
  * histogram's bucket beginnings and a series' label endings are built once;
  * a scrape joins them with the values. At 500 targets this took the warm
  * render from about 4.4 to 2.5 ms (median, ad hoc, before and after on one
  * machine; `deno task bench` keeps the figure). Whole line beginnings kept
  * per series were no faster and held 9 MB more heap at 5,000 targets.
  */
-async function renderHistogram(histogram: HistogramInternals, sink: ByteSink): Promise<void> {
-  if (histogram.collect) {
-    const pending = histogram.collect.call(histogram);
-    if (pending instanceof Promise) await pending;
-  }
+function renderHistogram(histogram: Histogram, sink: ByteSink): void {
   writeHeader(sink, histogram.name, histogram.help, "histogram");
   const bounds = histogram.upperBounds;
   const buckets = bucketPrefixesOf(histogram);
   const sum = `${histogram.name}_sum`;
   const count = `${histogram.name}_count`;
-  for (const series of Object.values(histogram.hashMap)) {
+  for (const series of histogram.series()) {
     const [bucketEnd, ownEnd] = seriesEndsOf(series.labels);
     let cumulative = 0;
     for (let i = 0; i < bounds.length; i++) {
-      cumulative += series.bucketValues[bounds[i]!]!;
+      cumulative += series.classic[i]!;
       sink.write(`\n${buckets[i]}${bucketEnd}${valueText(cumulative)}`);
     }
     sink.write(
@@ -268,18 +234,27 @@ function writeHeader(sink: ByteSink, name: string, help: string, type: string): 
   sink.write(`# HELP ${escaped} ${escapeText(help)}\n# TYPE ${escaped} ${type}`);
 }
 
+/** Own labels not shadowed by a shared one, then the shared ones: prom-client's order. */
+function withSharedLabels(
+  labels: Record<string, string | number>,
+  shared: Record<string, string | number>,
+): string {
+  const own = Object.fromEntries(
+    Object.entries(labels).filter(([name]) => !Object.hasOwn(shared, name)),
+  );
+  return [formatLabels(own), formatLabels(shared)].filter((part) => part !== "").join(",");
+}
+
 /** One family, without a trailing newline, as prom-client writes it. */
 async function renderFamily(metric: object, sink: ByteSink): Promise<void> {
-  if (isPlainHistogram(metric)) return await renderHistogram(metric, sink);
-  const family = metric as Family;
-  const data =
-    (typeof family.getForPromString === "function"
-      ? await family.getForPromString()
-      : await family.get()) as FamilyData;
+  if (metric instanceof Histogram) return renderHistogram(metric, sink);
+  const data = await (metric as Family).get() as FamilyData;
   writeHeader(sink, data.name, data.help, data.type);
   const name = escapeText(data.name);
   for (const sample of data.values ?? []) {
-    const parts = sample.labels === undefined ? "" : formatLabels(sample.labels);
+    const parts = sample.sharedLabels === undefined
+      ? (sample.labels === undefined ? "" : formatLabels(sample.labels))
+      : withSharedLabels(sample.labels ?? {}, sample.sharedLabels);
     sink.write(
       `\n${sample.metricName ?? name}${parts === "" ? "" : `{${parts}}`} ${
         valueText(sample.value)

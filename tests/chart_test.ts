@@ -10,6 +10,7 @@
 import { parseAllDocuments } from "yaml";
 import { assert } from "./helpers/assert.ts";
 import { requires } from "./helpers/requirements.ts";
+import { prometheus3Bin, requiresPrometheus3 } from "./helpers/prometheus3.ts";
 
 const CHART = new URL("../chart", import.meta.url).pathname;
 // helm built with `go install` reports Kubernetes v1.20 as the cluster's version; the chart needs 1.23+.
@@ -441,6 +442,43 @@ Deno.test({
         const report = new TextDecoder().decode(output.stdout) +
           new TextDecoder().decode(output.stderr);
         assert.ok(output.success, `promtool ${args.join(" ")}:\n${report}`);
+        assert.match(report, /SUCCESS/);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+const NATIVE_RULES =
+  "chart: the rules answer from native histograms alone (promtool 3 test rules, native input)";
+Deno.test({
+  name: NATIVE_RULES,
+  ignore: !requires(NATIVE_RULES, { commands: ["helm"] }) ||
+    !requiresPrometheus3(NATIVE_RULES),
+  async fn() {
+    const rule = only(
+      await render("--namespace", "default", "--set", "prometheusRule.enabled=true"),
+      "PrometheusRule",
+    );
+    const dir = await Deno.makeTempDir({ prefix: "native-rules-" });
+    try {
+      await Deno.writeTextFile(`${dir}/rules.yaml`, JSON.stringify(rule.spec));
+      for (const file of ["net-exporter.native.test.yaml", "net-exporter.rules.test.yaml"]) {
+        await Deno.copyFile(
+          new URL(`./alerts/${file}`, import.meta.url).pathname,
+          `${dir}/${file}`,
+        );
+        // The classic tests too: Prometheus 3's promtool and engine must agree with 2.42's.
+        const output = await new Deno.Command(prometheus3Bin("promtool")!, {
+          args: ["test", "rules", file],
+          cwd: dir,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const report = new TextDecoder().decode(output.stdout) +
+          new TextDecoder().decode(output.stderr);
+        assert.ok(output.success, `promtool 3 test rules ${file}:\n${report}`);
         assert.match(report, /SUCCESS/);
       }
     } finally {

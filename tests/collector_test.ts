@@ -1,5 +1,6 @@
 import { getLogger } from "@logtape/logtape";
 import client from "prom-client";
+import { Histogram } from "../lib/histogram.ts";
 import { ProbeCollector, type ProbeOutcome, type ProbeTarget } from "../collectors/collector.ts";
 import { DIAL_THREAD_ABOVE, NetworkCollector } from "../collectors/network.ts";
 import { createExporterMetrics } from "../exporter/metrics.ts";
@@ -140,10 +141,11 @@ Deno.test("collector: a result that lands after its target left is not recorded"
   const collector = new ProbeCollector(
     "test",
     {
-      latency: new client.Histogram({
+      latency: new Histogram({
         name: "t_seconds",
         help: "h",
         labelNames: ["host"],
+        buckets: [0.1, 1],
         registers: [metrics.registry],
       }),
       lastLatency: new client.Gauge({

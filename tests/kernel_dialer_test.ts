@@ -180,7 +180,10 @@ Deno.test("kernel dialer: 10,000 dials — successes, refusals, deadlines, and a
   for (const outcome of await Promise.all(inFlight)) {
     if (blackhole) assert.equal(outcome, "rejected");
   }
-  assert.ok(peakThreads <= threadsBefore + 1, `threads ${threadsBefore} → peak ${peakThreads}`);
+  // 200 dials in flight at a time: a thread per dial would show here as +200. Deno's blocking
+  // pool may start one more thread while the last wait's thread is being returned to it, and the
+  // test's own `ls` children take one for a moment.
+  assert.ok(peakThreads <= threadsBefore + 3, `threads ${threadsBefore} → peak ${peakThreads}`);
   // The dialer's own epoll and eventfd were open before; close() took them too.
   assert.ok(
     openDescriptors() <= descriptorsBefore - 2,

@@ -1,7 +1,8 @@
 /**
  * `deno task bench` (its render part): the time to write `/metrics` for 500
  * and 5,000 targets, prom-client's own `registry.metrics()` (and encoding its
- * string, as a response must) against `lib/exposition.ts`, on one registry
+ * string, as a response must) against `lib/exposition.ts`, and the protobuf
+ * exposition with native buckets (`lib/exposition_proto.ts`), on one registry
  * with the network collector's families, each probed ten times. Both give the
  * same bytes (checked here too). Median and p90 of 30 renders after 50 warm-up
  * renders (a running exporter renders every scrape, so its code is warm), in
@@ -16,6 +17,7 @@ import { DEFAULT_BUCKETS } from "../../collectors/pacing.ts";
 import { DIAL_ERROR_REASONS } from "../../collectors/probe_tcp.ts";
 import { createExporterMetrics } from "../../exporter/metrics.ts";
 import { renderRegistry } from "../../lib/exposition.ts";
+import { renderRegistryProtobuf } from "../../lib/exposition_proto.ts";
 import type { Registry } from "../../lib/prom_client.ts";
 import { rewriteDocsBlock } from "../helpers/docs.ts";
 import { quantile } from "../helpers/stats.ts";
@@ -27,7 +29,7 @@ const WARM_UP = QUICK ? 1 : 50;
 /** A registry as the exporter holds it for `targets` dialled targets. */
 export function registryFor(targets: number): Registry {
   const shared = createExporterMetrics();
-  const metrics = createProbeMetrics(shared.registry, {
+  const metrics = createProbeMetrics(shared, {
     prefix: "network",
     labelNames: ["host", "target_node"],
     buckets: DEFAULT_BUCKETS,
@@ -74,6 +76,8 @@ export async function measureRenders(sizes: readonly number[]) {
     const encoder = new TextEncoder();
     const promClient = await timed(async () => encoder.encode(await registry.metrics()));
     const exposition = await timed(() => renderRegistry(registry));
+    const protobufBytes = (await renderRegistryProtobuf(registry)).length;
+    const protobuf = await timed(() => renderRegistryProtobuf(registry));
     const round = (ms: number) => +ms.toFixed(2);
     rows.push({
       targets,
@@ -82,6 +86,9 @@ export async function measureRenders(sizes: readonly number[]) {
       promClientP90Ms: round(quantile(promClient, 0.9)),
       expositionMedianMs: round(quantile(exposition, 0.5)),
       expositionP90Ms: round(quantile(exposition, 0.9)),
+      protobufBytes,
+      protobufMedianMs: round(quantile(protobuf, 0.5)),
+      protobufP90Ms: round(quantile(protobuf, 0.9)),
     });
   }
   return rows;
@@ -90,10 +97,10 @@ export async function measureRenders(sizes: readonly number[]) {
 if (import.meta.main) {
   const rows = await measureRenders(QUICK ? [50] : [500, 5_000]);
   const markdown = [
-    "| targets | bytes | prom-client `registry.metrics()` + encode, median / p90 (ms) | `lib/exposition.ts`, median / p90 (ms) |",
-    "|---:|---:|---:|---:|",
+    "| targets | text bytes | prom-client `registry.metrics()` + encode, median / p90 (ms) | `lib/exposition.ts`, median / p90 (ms) | protobuf bytes (native + classic buckets) | `lib/exposition_proto.ts`, median / p90 (ms) |",
+    "|---:|---:|---:|---:|---:|---:|",
     ...rows.map((row) =>
-      `| ${row.targets} | ${row.bytes} | ${row.promClientMedianMs} / ${row.promClientP90Ms} | ${row.expositionMedianMs} / ${row.expositionP90Ms} |`
+      `| ${row.targets} | ${row.bytes} | ${row.promClientMedianMs} / ${row.promClientP90Ms} | ${row.expositionMedianMs} / ${row.expositionP90Ms} | ${row.protobufBytes} | ${row.protobufMedianMs} / ${row.protobufP90Ms} |`
     ),
   ].join("\n");
   console.log(markdown);
