@@ -5,6 +5,7 @@
  */
 
 import { assert } from "./helpers/assert.ts";
+import { prometheus3Bin, requiresPrometheus3 } from "./helpers/prometheus3.ts";
 import { requires } from "./helpers/requirements.ts";
 import {
   endpointTargets,
@@ -55,6 +56,22 @@ Deno.test({
     assert.equal(changedJob.scrape_interval, "7s");
     assert.equal(changedJob.scrape_timeout, "3s");
     assert.equal(changedJob.scheme, "https");
+
+    // Histograms: classic by default (no field); native and both ask for protobuf and keep what
+    // they say, spelled for each Prometheus.
+    assert.equal(job.scrape_native_histograms, undefined);
+    for (const [mode, classic] of [["native", undefined], ["both", true]] as const) {
+      const rendered = await renderMonitoring("net-exporter", "monitoring", {
+        "serviceMonitor.histograms": mode,
+      });
+      const v3 = scrapeJob(rendered.serviceMonitor, rendered.service, { file: "/t.json" }, 3);
+      assert.equal(v3.scrape_native_histograms, true);
+      assert.equal((v3.scrape_protocols as string[])[0], "PrometheusProto");
+      assert.equal(v3.always_scrape_classic_histograms, classic);
+      const v2 = scrapeJob(rendered.serviceMonitor, rendered.service, { file: "/t.json" }, 2);
+      assert.equal(v2.scrape_classic_histograms, classic);
+      assert.equal(v2.scrape_native_histograms, undefined, "2.x: a feature flag, not a field");
+    }
 
     // Targets carry the meta labels the relabelings read; terminating pods are gone.
     const targets = endpointTargets(defaults.service, [
@@ -109,6 +126,33 @@ Deno.test({
       const text = new TextDecoder().decode(output.stdout) +
         new TextDecoder().decode(output.stderr);
       assert.ok(output.success, text);
+      // Prometheus 3 accepts the job that asks for native and classic histograms.
+      const promtool3 = prometheus3Bin("promtool");
+      if (promtool3) {
+        const both = await renderMonitoring("net-exporter", "monitoring", {
+          "serviceMonitor.histograms": "both",
+        });
+        await Deno.writeTextFile(
+          `${dir}/prometheus3.yml`,
+          JSON.stringify({
+            rule_files: [`${dir}/rules.yml`],
+            scrape_configs: [
+              scrapeJob(both.serviceMonitor, both.service, { file: `${dir}/targets.json` }, 3),
+            ],
+          }),
+        );
+        const checked = await new Deno.Command(promtool3, {
+          args: ["check", "config", `${dir}/prometheus3.yml`],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.ok(
+          checked.success,
+          new TextDecoder().decode(checked.stdout) + new TextDecoder().decode(checked.stderr),
+        );
+      } else {
+        requiresPrometheus3("prometheus config: Prometheus 3 accepts the native-histogram job");
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

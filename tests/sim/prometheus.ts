@@ -138,6 +138,8 @@ export function scrapeJob(
   serviceMonitor: Manifest,
   service: Manifest,
   discovery: Discovery,
+  /** The Prometheus the job is for: the histogram fields are spelled per major version. */
+  prometheusMajor: 2 | 3 = 2,
 ): Record<string, unknown> {
   const endpoints = serviceMonitor.spec.endpoints as Array<Record<string, unknown>>;
   if (endpoints.length !== 1) {
@@ -208,9 +210,26 @@ export function scrapeJob(
         authorization: { credentials_file: discovery.kubernetes.tokenFile },
       }],
     };
+  // The Operator's histogram fields. Prometheus 2.x asks for protobuf (and keeps native
+  // histograms) only with --enable-feature=native-histograms, which the caller passes; 3.x reads
+  // them from the job.
+  const spec = serviceMonitor.spec as Record<string, unknown>;
+  const histograms: Record<string, unknown> = {};
+  if (prometheusMajor === 3) {
+    if (spec.scrapeProtocols) histograms.scrape_protocols = spec.scrapeProtocols;
+    if (spec.scrapeNativeHistograms !== undefined) {
+      histograms.scrape_native_histograms = spec.scrapeNativeHistograms;
+    }
+    if (spec.scrapeClassicHistograms !== undefined) {
+      histograms.always_scrape_classic_histograms = spec.scrapeClassicHistograms;
+    }
+  } else if (spec.scrapeClassicHistograms !== undefined) {
+    histograms.scrape_classic_histograms = spec.scrapeClassicHistograms;
+  }
   return {
     job_name: `serviceMonitor/${namespace}/${serviceMonitor.metadata.name}/0`,
     honor_labels: false,
+    ...histograms,
     scrape_interval: endpoint.interval,
     scrape_timeout: endpoint.scrapeTimeout,
     metrics_path: endpoint.path ?? "/metrics",
