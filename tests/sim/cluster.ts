@@ -420,6 +420,21 @@ export class SimCluster implements AsyncDisposable {
     );
   }
 
+  /**
+   * Starts one more exporter in `node`'s namespace on `port`, with `args` only
+   * (no discovery unless they ask for it): e.g. the same exporter with other
+   * settings beside the pod's, for a comparison. It is stopped at teardown.
+   */
+  async startExtraExporter(node: SimNode, port: number, args: string[]): Promise<ExporterProcess> {
+    const exporter = await startExporter(args, {
+      host: node.address,
+      port,
+      command: ["ip", "netns", "exec", node.netns, Deno.execPath(), "run", ...START_FLAGS, MAIN],
+    });
+    this.beforeTeardown(() => exporter.stop().then(() => {}, () => {}));
+    return exporter;
+  }
+
   /** Replaces `node`'s exporter the way a rolling update does (see {@link replacePod}). */
   async restart(
     node: SimNode,
@@ -510,9 +525,16 @@ export class SimCluster implements AsyncDisposable {
     from: SimNode,
     addresses: readonly string[],
     samples: number,
-    { port = EXPORTER_PORT, periodMs = 50 }: { port?: number; periodMs?: number } = {},
+    { port = EXPORTER_PORT, periodMs = 50, clock = "wall" }: {
+      port?: number;
+      periodMs?: number;
+      /** wall: Python's clock around connect(); kernel: the RTT the kernel measured (TCP_INFO). */
+      clock?: "wall" | "kernel";
+    } = {},
   ): Promise<number[]> {
     const output = await run(
+      "env",
+      `REFERENCE_CLOCK=${clock}`,
       "ip",
       "netns",
       "exec",

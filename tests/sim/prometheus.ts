@@ -310,9 +310,15 @@ export interface PrometheusServer extends AsyncDisposable {
  */
 export async function startPrometheus(options: {
   readonly job: Record<string, unknown>;
+  /** Further scrape jobs. */
+  readonly moreJobs?: readonly Record<string, unknown>[];
   readonly ruleGroups: unknown[];
   readonly evaluationInterval: string;
   readonly dir: string;
+  /** The server to run: Debian's `prometheus` unless given (e.g. a Prometheus 3 build). */
+  readonly binary?: string;
+  /** Further command-line flags, e.g. `--enable-feature=native-histograms`. */
+  readonly flags?: readonly string[];
 }): Promise<PrometheusServer> {
   const { dir } = options;
   await Deno.writeTextFile(
@@ -325,20 +331,21 @@ export async function startPrometheus(options: {
       {
         global: { evaluation_interval: options.evaluationInterval },
         rule_files: [`${dir}/rules.yml`],
-        scrape_configs: [options.job],
+        scrape_configs: [options.job, ...options.moreJobs ?? []],
       },
       null,
       2,
     ),
   );
   const port = closedPort();
-  const child = new Deno.Command("prometheus", {
+  const child = new Deno.Command(options.binary ?? "prometheus", {
     args: [
       `--config.file=${dir}/prometheus.yml`,
       `--storage.tsdb.path=${dir}/data`,
       `--web.listen-address=127.0.0.1:${port}`,
       "--storage.tsdb.retention.time=2h",
       "--log.level=warn",
+      ...options.flags ?? [],
     ],
     stdout: "null",
     stderr: "piped",
