@@ -6,7 +6,8 @@
  */
 
 import { assert } from "../helpers/assert.ts";
-import { waitFor } from "../helpers/exporter_process.ts";
+import { get, waitFor } from "../helpers/exporter_process.ts";
+import { Exposition } from "../helpers/metrics.ts";
 import { requires } from "../helpers/requirements.ts";
 import { SimCluster } from "../sim/cluster.ts";
 import {
@@ -64,12 +65,23 @@ Deno.test({
       after.value("network_latency_seconds_bucket", { target_node: b.name, le }) -
       before.value("network_latency_seconds_bucket", { target_node: b.name, le });
     assert.ok(delta("+Inf") >= 5);
-    assert.equal(delta("0.025"), 0, "none below 25 ms");
+    assert.equal(delta("0.04"), 0, "none at or below the link's own 40 ms");
     assert.equal(
-      delta("0.05"),
+      delta("0.056"),
       delta("+Inf"),
-      "every new observation in the (25 ms, 50 ms] bucket",
+      "every new observation in the (40 ms, 56 ms] bucket",
     );
+    // Timed by the kernel, and the path MTU it holds is the link's.
+    assert.equal(after.value("network_handshake_clock_info", { clock: "kernel" }), 1);
+    const tunMtu = Number(
+      /mtu (\d+)/.exec(
+        new TextDecoder().decode(
+          (await new Deno.Command("ip", { args: ["-n", a.netns, "link", "show", "tun0"] }).output())
+            .stdout,
+        ),
+      )![1],
+    );
+    assert.equal(after.value("network_path_mtu_bytes", { target_node: b.name }), tunMtu);
 
     await cluster.isolate(c, "cut");
     const detectedByPeer = await timeUntilDialError(a, c, "timeout", 5_000);
@@ -112,5 +124,25 @@ Deno.test({
       );
       assert.deepEqual(stale, [], `${node.name} keeps no series of old pod IPs`);
     }
+
+    // Loss on the handshake path: with every SYN from a to b dropped, an exporter whose deadline
+    // outlasts the kernel's first SYN retransmission (1 s) counts the SYNs it had to resend.
+    const patient = await cluster.startExtraExporter(a, 8002, [
+      "--k8s.discovery=off",
+      "--no-collector.dns",
+      `--network.targets=${b.address}:8000`,
+      "--network.interval=3s",
+      "--network.timeout=2500ms",
+    ]);
+    const retransmits = async () =>
+      new Exposition((await get(`${patient.url}/metrics`)).body).value(
+        "network_syn_retransmits_total",
+        { host: `${b.address}:8000` },
+      );
+    await waitFor(async () => (await get(`${patient.url}/readyz`)).status === 200, 10_000, "ready");
+    assert.equal(await retransmits(), 0, "no SYN resent on a healthy link");
+    await cluster.setLink(a, b, { syn_loss: 1 });
+    await waitFor(async () => await retransmits() >= 1, 10_000, "a resent SYN counted");
+    await cluster.setLink(a, b, {});
   },
 });

@@ -269,6 +269,9 @@ export function markdown(rows: readonly Row[]): string {
     const [server, form] = kind.split("|") as [string, string];
     const title = form === "old exporter"
       ? `**The exporter as it was** (wall clock, first bucket 0.5 ms), classic buckets through ${server}`
+      : form === "last-latency gauge"
+      ? "**The probes' own figures**: `quantile_over_time` of `network_last_latency_seconds` " +
+        "(the probes the scrapes caught, one in four; no bucket in the way)"
       : `**${server}**, ${
         form === "chart" ? "the chart's `native or classic` form" : `${form} form`
       }`;

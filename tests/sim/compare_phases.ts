@@ -558,6 +558,12 @@ async function loadPhase(run: Run): Promise<Record<string, unknown> | undefined>
         medianOf(scrapeHeadTimes(result.recordings, result.from, result.to)),
       );
       row.load_scrape_round_trip_ms = round(medianOf(result.roundTrips));
+      // The tool's own time to answer: the head's arrival less the scraper's round trip to it.
+      const head = row.load_scrape_head_median_ms;
+      const roundTrip = row.load_scrape_round_trip_ms;
+      row.load_scrape_own_time_ms = head === null || roundTrip === null
+        ? null
+        : round(head - roundTrip);
       for (const contest of scrapedContests) contest.values.set(fleet, result.excess);
       if (result.values) {
         const values = result.values;

@@ -209,6 +209,10 @@ const FIGURES = [
     "load: the scraper's round trip to the pod (TCP connect), median (ms)",
   ],
   [
+    "load_scrape_own_time_ms",
+    "load: its own time to answer (head less the round trip), median (ms)",
+  ],
+  [
     "busy_scrapes_per_second",
     "load + busy scraper: back-to-back scrapes of its metrics path per second",
   ],
