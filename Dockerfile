@@ -19,7 +19,7 @@ RUN deno task compile
 
 # cc-debian12 has glibc and libgcc_s, which the Deno runtime needs (static and base lack one of them);
 # its /usr/lib/x86_64-linux-gnu/libc.so.6 (or aarch64-linux-gnu) is also the libc the exporter opens
-# through FFI for kernel-timed handshakes (the compile task grants --allow-ffi for those paths only).
+# through FFI for kernel-timed handshakes (the compile task grants FFI for those paths only).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /app/net-exporter /net-exporter
 USER nonroot
