@@ -12,6 +12,8 @@ export interface ProcessUsage {
   readonly rssFileBytes: number;
   readonly peakRssBytes: number;
   readonly cpuSeconds: number;
+  /** Threads of the process now. */
+  readonly threads: number;
 }
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
@@ -35,6 +37,7 @@ export async function processUsage(pid: number): Promise<ProcessUsage | undefine
     rssFileBytes: kB("RssFile") * 1024,
     peakRssBytes: kB("VmHWM") * 1024,
     cpuSeconds: (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS,
+    threads: Number(/Threads:\s+(\d+)/.exec(text)?.[1]),
   };
 }
 
