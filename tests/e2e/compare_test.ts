@@ -102,10 +102,11 @@ Deno.test({
         `${tool}: ${step[tool]!.median_error_ms} ms`,
       );
     }
-    // A histogram's quantile is only known to its bucket: 25–50 ms here, as histogram_quantile says.
+    // A histogram's quantile is only known to its bucket: a 40 ms round trip sits in the (40, 56] ms
+    // bucket of the default buckets (some probes just below, in (28, 40]), as histogram_quantile says.
     const plugin = step["plugin-exporter"]!;
     assert.equal(rows["plugin-exporter"]!.latency_p99_error_ms_pooled, undefined);
-    assert.ok(plugin.median_ms > 25 && plugin.median_ms <= 50, `plugin median ${plugin.median_ms}`);
+    assert.ok(plugin.median_ms > 28 && plugin.median_ms <= 56, `plugin median ${plugin.median_ms}`);
 
     assert.equal(rows["net-exporter"]!.rolling_restart_dial_errors, 0);
     assert.equal(rows["net-exporter"]!.probing_depends_on_scraping, "no");
