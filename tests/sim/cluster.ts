@@ -376,8 +376,14 @@ export class SimCluster implements AsyncDisposable {
   }
 
   /** Starts every node's exporter and lists its pod in the stand-in API server. */
-  async startExporters(extraArgs: string[] = []): Promise<void> {
-    await Promise.all(this.nodes.map((node) => this.#startExporter(node, extraArgs)));
+  async startExporters(
+    extraArgs: string[] = [],
+    /** Further flags for one node's exporter, after the others (a later flag wins). */
+    nodeArgs: (node: SimNode) => string[] = () => [],
+  ): Promise<void> {
+    await Promise.all(
+      this.nodes.map((node) => this.#startExporter(node, [...extraArgs, ...nodeArgs(node)])),
+    );
   }
 
   /** Lists (or updates) `node`'s current pod in the stand-in API server. */
