@@ -51,6 +51,8 @@ const SCRAPE_INTERVAL = "2110ms";
 const PEER_INTERVAL_MS = 470;
 const OLD_INTERVAL_MS = 610;
 const REFERENCE_PERIOD_MS = 173;
+/** A second reference, the same program at another period: how far two honest instruments differ. */
+const SECOND_REFERENCE_PERIOD_MS = 211;
 /** The port of the exporter as it was, beside the pod's on node-0. */
 const OLD_PORT = 8001;
 /** The exporter's default buckets before issue #30. */
@@ -117,6 +119,9 @@ export function readingQuery(reading: Reading, q: number, window = `${WINDOW_S}s
 export interface Row extends Phase {
   readonly referenceP50Ms: number;
   readonly referenceP95Ms: number;
+  /** The second reference's p50 and p95, taken in the same window. */
+  readonly secondReferenceP50Ms: number;
+  readonly secondReferenceP95Ms: number;
   readonly samples: number;
   readonly readings: ReadonlyArray<Reading & { p50Ms: number; p95Ms: number }>;
 }
@@ -232,12 +237,16 @@ export async function measurePhases(
     const row = await withBusyLoops(phase.busy, async () => {
       // The previous phase's handshakes leave the window before the reference starts.
       await sleep(4_000);
-      const reference = await cluster.reference(
-        rig.node0,
-        [rig.node1.address],
-        Math.floor((WINDOW_S * 1000) / REFERENCE_PERIOD_MS),
-        { periodMs: REFERENCE_PERIOD_MS, clock: "kernel" },
-      );
+      const [reference, secondReference] = await Promise.all(
+        [REFERENCE_PERIOD_MS, SECOND_REFERENCE_PERIOD_MS].map((periodMs) =>
+          cluster.reference(
+            rig.node0,
+            [rig.node1.address],
+            Math.floor((WINDOW_S * 1000) / periodMs),
+            { periodMs, clock: "kernel" },
+          )
+        ),
+      ) as [number[], number[]];
       // One more scrape, so the window's last handshakes are in every server.
       await sleep(2_500);
       const readings = [];
@@ -254,6 +263,8 @@ export async function measurePhases(
         ...phase,
         referenceP50Ms: quantile(reference, 0.5),
         referenceP95Ms: quantile(reference, 0.95),
+        secondReferenceP50Ms: quantile(secondReference, 0.5),
+        secondReferenceP95Ms: quantile(secondReference, 0.95),
         samples: reference.length,
         readings,
       };
@@ -312,7 +323,24 @@ export function markdown(rows: readonly Row[]): string {
       ...lines,
     ].join("\n");
   });
-  return sections.join("\n\n");
+  const instrument = [
+    "**The instrument itself**: a second reference, the same program at another period " +
+    `(${SECOND_REFERENCE_PERIOD_MS} ms), in the same windows, against the first: how far two ` +
+    "honest readings of these links differ.",
+    "",
+    "| link (one way) | kernel reference p50 (ms) | second reference p50 (ms, difference) | kernel reference p95 (ms) | second reference p95 (ms, difference) |",
+    "|---|---:|---:|---:|---:|",
+    ...rows.map((row) =>
+      `| ${row.delayMs} ms${row.busy ? " + 3 busy loops" : ""} | ${ms(row.referenceP50Ms)} | ${
+        ms(row.secondReferenceP50Ms)
+      } (${signedPercent(row.secondReferenceP50Ms, row.referenceP50Ms)}) | ${
+        ms(row.referenceP95Ms)
+      } | ${ms(row.secondReferenceP95Ms)} (${
+        signedPercent(row.secondReferenceP95Ms, row.referenceP95Ms)
+      }) |`
+    ),
+  ].join("\n");
+  return [instrument, ...sections].join("\n\n");
 }
 
 if (import.meta.main) {
