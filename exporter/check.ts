@@ -39,9 +39,19 @@ export function checkRows(statuses: readonly TargetStatus[]): CheckRow[] {
   }));
 }
 
-/** Formats rows as an aligned text table; a DETAIL column when a success has further figures. */
+/** What a row's DETAIL cell says: a success's further figures, or what a failure said. */
+function detail(row: CheckRow): string {
+  if (row.result === "failed") return row.message.replace(/\s+/g, " ").trim();
+  return formatReadings(row.readings);
+}
+
+/**
+ * Formats rows as an aligned text table, with a DETAIL column when any row
+ * has something to say beyond its reason: a success's further figures, or a
+ * failure's own message (e.g. "no AAAA record"), so the table alone explains it.
+ */
 export function formatTable(rows: readonly CheckRow[]): string {
-  const detailed = rows.some((row) => Object.keys(row.readings).length > 0);
+  const detailed = rows.some((row) => detail(row) !== "");
   const cells = [
     ["COLLECTOR", "TARGET", "RESULT", "LATENCY", "REASON", ...(detailed ? ["DETAIL"] : [])],
     ...rows.map((row) => [
@@ -50,7 +60,7 @@ export function formatTable(rows: readonly CheckRow[]): string {
       row.result,
       row.latency_seconds === null ? "-" : formatSeconds(row.latency_seconds),
       row.reason || "-",
-      ...(detailed ? [formatReadings(row.readings) || "-"] : []),
+      ...(detailed ? [detail(row) || "-"] : []),
     ]),
   ];
   const widths = cells[0]!.map((_, column) =>

@@ -20,6 +20,18 @@ Deno.test("check: a table of every probe; NODATA fails (exit 1), all ok exits 0"
   assert.match(lines[0]!, /^COLLECTOR\s+TARGET\s+RESULT\s+LATENCY\s+REASON(\s+DETAIL)?$/);
   assert.match(stdout, /dns\s+ok\.test\. A via 127\.0\.0\.1:\d+\/udp\s+ok\s+\d+\.\d{3} ms\s+-/);
   assert.match(stdout, /dns\s+ok\.test\. AAAA via 127\.0\.0\.1:\d+\/udp\s+failed\s+-\s+nodata/);
+  // The failure's own words are in the table, not only in a log line.
+  const json = await runCheck([
+    `--dns.servers=${dns.address}`,
+    "--dns.hosts=ok.test.",
+    "--dns.record-types=AAAA",
+    "--no-collector.network",
+    "--output=json",
+  ]);
+  const [nodata] = JSON.parse(json.stdout) as Array<{ message: string }>;
+  assert.ok(nodata!.message.length > 0);
+  const aaaaLine = stdout.split("\n").find((line) => line.includes("AAAA"))!;
+  assert.ok(aaaaLine.trimEnd().endsWith(nodata!.message), aaaaLine);
   assert.match(
     stdout,
     new RegExp(`network\\s+${listener.address.replaceAll(".", "\\.")}\\s+ok\\s+\\d+\\.\\d{3} ms`),
