@@ -359,6 +359,8 @@ if (import.meta.main) {
   });
   let code = 1;
   const dir = await Deno.makeTempDir({ prefix: "net-exporter-accuracy-" });
+  // Registered first, so it runs last: after the Prometheus servers stop, on Ctrl-C too.
+  cluster.beforeTeardown(() => Deno.remove(dir, { recursive: true }).catch(() => {}));
   try {
     const started = new Date().toISOString().slice(0, 16) + "Z";
     const rig = await startAccuracyRig(cluster, dir);
@@ -385,7 +387,6 @@ if (import.meta.main) {
     code = 0;
   } finally {
     await cluster[Symbol.asyncDispose]();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   await exitAfterTeardown(cluster, code);
 }
