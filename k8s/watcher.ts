@@ -22,6 +22,7 @@
 
 import { type Clock, deadline, systemClock } from "../lib/clock.ts";
 import { formatDuration } from "../lib/duration.ts";
+import { concatBytes } from "../lib/io.ts";
 import { LineSplitter } from "../lib/lines.ts";
 import type { ApiClient } from "./client.ts";
 import { type PodObject, type PodRecord, toPodRecord } from "./pods.ts";
@@ -438,11 +439,5 @@ async function readAtMost(response: Response, maxBytes: number): Promise<Uint8Ar
   } finally {
     reader.releaseLock();
   }
-  const body = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return body;
+  return concatBytes(chunks);
 }

@@ -32,6 +32,7 @@ import {
 } from "@bufbuild/protobuf/wkt";
 import type * as client from "./prom_client.ts";
 import { Histogram, type NativeBuckets } from "./histogram.ts";
+import { concatBytes } from "./io.ts";
 
 /** The content type of the delimited protobuf exposition. */
 export const PROTOBUF_CONTENT_TYPE =
@@ -245,24 +246,15 @@ export async function renderRegistryProtobuf(
   registry: client.Registry,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const pieces: Uint8Array[] = [];
-  let length = 0;
   // prom-client types the array's items as their data; they are the metrics themselves.
   for (const metric of registry.getMetricsAsArray() as readonly object[]) {
     const init = metric instanceof Histogram
       ? histogramFamily(metric)
       : scalarFamily(await (metric as { get(): Promise<unknown> | unknown }).get() as FamilyData);
     if (init.metric.length === 0) continue;
-    const piece = sizeDelimitedEncode(METRIC_FAMILY, create(METRIC_FAMILY, init));
-    pieces.push(piece);
-    length += piece.length;
+    pieces.push(sizeDelimitedEncode(METRIC_FAMILY, create(METRIC_FAMILY, init)));
   }
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const piece of pieces) {
-    bytes.set(piece, offset);
-    offset += piece.length;
-  }
-  return bytes;
+  return concatBytes(pieces);
 }
 
 /**

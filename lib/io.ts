@@ -1,7 +1,8 @@
 /**
  * Whole reads and writes on a `Deno.Conn`: the two helpers of Deno std's
  * `@std/io` (`writeAll`, and a read of exactly N bytes) that JSR, out of
- * reach here, would otherwise give. Copied in behaviour, not in code.
+ * reach here, would otherwise give, and std's `concat` of `@std/bytes`.
+ * Copied in behaviour, not in code.
  * @module
  */
 
@@ -28,4 +29,17 @@ export async function readExactly(conn: Deno.Conn, length: number): Promise<Uint
     filled += read;
   }
   return buffer;
+}
+
+/** The pieces joined into one array, in order. */
+export function concatBytes(pieces: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let length = 0;
+  for (const piece of pieces) length += piece.length;
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const piece of pieces) {
+    bytes.set(piece, offset);
+    offset += piece.length;
+  }
+  return bytes;
 }

@@ -410,40 +410,46 @@ Deno.test({
   },
 });
 
+/**
+ * The chart's PrometheusRule rendered with the defaults into `rules.yaml` of a
+ * new directory, with the named alert tests (tests/alerts/) copied beside it.
+ */
+async function renderedRules(prefix: string, tests: readonly string[]): Promise<string> {
+  const rule = only(
+    await render("--namespace", "default", "--set", "prometheusRule.enabled=true"),
+    "PrometheusRule",
+  );
+  const dir = await Deno.makeTempDir({ prefix });
+  await Deno.writeTextFile(`${dir}/rules.yaml`, JSON.stringify(rule.spec));
+  for (const file of tests) {
+    await Deno.copyFile(new URL(`./alerts/${file}`, import.meta.url).pathname, `${dir}/${file}`);
+  }
+  return dir;
+}
+
+/** Runs `promtool` (a path or Debian's on the PATH) in `dir`; it must succeed and say SUCCESS. */
+async function assertPromtool(promtool: string, args: readonly string[], dir: string) {
+  const output = await new Deno.Command(promtool, {
+    args: [...args],
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const report = new TextDecoder().decode(output.stdout) +
+    new TextDecoder().decode(output.stderr);
+  assert.ok(output.success, `${promtool} ${args.join(" ")}:\n${report}`);
+  assert.match(report, /SUCCESS/);
+}
+
 const RULES = "chart: the alert rules pass promtool check rules and their own promtool test rules";
 Deno.test({
   name: RULES,
   ignore: !requires(RULES, { commands: ["helm", "promtool"] }),
   async fn() {
-    const rule = only(
-      await render("--namespace", "default", "--set", "prometheusRule.enabled=true"),
-      "PrometheusRule",
-    );
-    const dir = await Deno.makeTempDir({ prefix: "rules-" });
+    const dir = await renderedRules("rules-", ["net-exporter.rules.test.yaml"]);
     try {
-      await Deno.writeTextFile(`${dir}/rules.yaml`, JSON.stringify(rule.spec));
-      await Deno.copyFile(
-        new URL("./alerts/net-exporter.rules.test.yaml", import.meta.url).pathname,
-        `${dir}/net-exporter.rules.test.yaml`,
-      );
-      for (
-        const args of [["check", "rules", "rules.yaml"], [
-          "test",
-          "rules",
-          "net-exporter.rules.test.yaml",
-        ]]
-      ) {
-        const output = await new Deno.Command("promtool", {
-          args,
-          cwd: dir,
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const report = new TextDecoder().decode(output.stdout) +
-          new TextDecoder().decode(output.stderr);
-        assert.ok(output.success, `promtool ${args.join(" ")}:\n${report}`);
-        assert.match(report, /SUCCESS/);
-      }
+      await assertPromtool("promtool", ["check", "rules", "rules.yaml"], dir);
+      await assertPromtool("promtool", ["test", "rules", "net-exporter.rules.test.yaml"], dir);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -457,29 +463,12 @@ Deno.test({
   ignore: !requires(NATIVE_RULES, { commands: ["helm"] }) ||
     !requiresPrometheus3(NATIVE_RULES),
   async fn() {
-    const rule = only(
-      await render("--namespace", "default", "--set", "prometheusRule.enabled=true"),
-      "PrometheusRule",
-    );
-    const dir = await Deno.makeTempDir({ prefix: "native-rules-" });
+    const tests = ["net-exporter.native.test.yaml", "net-exporter.rules.test.yaml"];
+    const dir = await renderedRules("native-rules-", tests);
     try {
-      await Deno.writeTextFile(`${dir}/rules.yaml`, JSON.stringify(rule.spec));
-      for (const file of ["net-exporter.native.test.yaml", "net-exporter.rules.test.yaml"]) {
-        await Deno.copyFile(
-          new URL(`./alerts/${file}`, import.meta.url).pathname,
-          `${dir}/${file}`,
-        );
-        // The classic tests too: Prometheus 3's promtool and engine must agree with 2.42's.
-        const output = await new Deno.Command(prometheus3Bin("promtool")!, {
-          args: ["test", "rules", file],
-          cwd: dir,
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const report = new TextDecoder().decode(output.stdout) +
-          new TextDecoder().decode(output.stderr);
-        assert.ok(output.success, `promtool 3 test rules ${file}:\n${report}`);
-        assert.match(report, /SUCCESS/);
+      // The classic tests too: Prometheus 3's promtool and engine must agree with 2.42's.
+      for (const file of tests) {
+        await assertPromtool(prometheus3Bin("promtool")!, ["test", "rules", file], dir);
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
