@@ -38,6 +38,8 @@ const TCP_INFO_BYTES = 104;
  * 60, u32 `tcpi_rtt` (µs) at 68, u32 `tcpi_total_retrans` at 100.
  */
 const TCPI = { retransmits: 2, pmtu: 60, rtt: 68, totalRetrans: 100 } as const;
+/** Encodes the NUL-terminated strings libc takes (addresses, interface names). */
+const CSTRING = new TextEncoder();
 /** The id an epoll event carries for the wake-up eventfd. */
 const WAKE_ID = 0n;
 
@@ -66,7 +68,9 @@ export class KernelDialer {
   readonly #pending = new Map<bigint, PendingDial>();
   readonly #events = new Uint8Array(EVENTS_PER_WAIT * EPOLL_EVENT.size);
   readonly #eventView = new DataView(this.#events.buffer);
+  /** The `struct epoll_event` handed to `epoll_ctl`, reused by every call. */
   readonly #control = new Uint8Array(EPOLL_EVENT.size);
+  readonly #controlView = new DataView(this.#control.buffer);
   readonly #intBuffer = new Int32Array(1);
   readonly #lengthBuffer = new Uint32Array(1);
   readonly #tcpInfo = new Uint8Array(TCP_INFO_BYTES);
@@ -95,7 +99,7 @@ export class KernelDialer {
     this.#epoll = epoll;
     this.#wake = wake;
     this.#control.fill(0);
-    new DataView(this.#control.buffer).setUint32(0, LINUX.EPOLLIN, true);
+    this.#controlView.setUint32(0, LINUX.EPOLLIN, true);
     symbols.epoll_ctl(epoll, LINUX.EPOLL_CTL_ADD, wake, this.#control);
   }
 
@@ -135,7 +139,7 @@ export class KernelDialer {
       }
     }
     const id = this.#nextId++;
-    const control = new DataView(this.#control.buffer);
+    const control = this.#controlView;
     control.setUint32(
       0,
       LINUX.EPOLLOUT | LINUX.EPOLLERR | LINUX.EPOLLHUP | LINUX.EPOLLONESHOT,
@@ -289,7 +293,7 @@ export class KernelDialer {
       throw new TypeError(`Cannot dial ${address}: current value is not an IP address`);
     }
     const [host, zone] = address.split("%") as [string, string | undefined];
-    const text = new TextEncoder().encode(`${host}\0`);
+    const text = CSTRING.encode(`${host}\0`);
     if (family === 4) {
       // struct sockaddr_in (netinet/in.h): family, port (network order), address, 8 bytes of zero.
       const bytes = new Uint8Array(16);
@@ -308,7 +312,7 @@ export class KernelDialer {
     if (zone !== undefined) {
       const scope = /^\d+$/.test(zone)
         ? Number(zone)
-        : this.#libc.symbols.if_nametoindex(new TextEncoder().encode(`${zone}\0`));
+        : this.#libc.symbols.if_nametoindex(CSTRING.encode(`${zone}\0`));
       view.setUint32(24, scope, true);
     }
     return { family: LINUX.AF_INET6, bytes };

@@ -18,13 +18,19 @@ export const VERSION: string = denoJson.version;
 /** The exporter's registry with the metrics every collector shares. */
 export type ExporterMetrics = SharedMetrics;
 
+/** Native buckets as the flags' defaults give them. */
+export const DEFAULT_NATIVE_HISTOGRAMS: NativeHistogramOptions = {
+  bucketFactor: 1.1,
+  maxBuckets: 160,
+};
+
 const NATIVE_BUCKET_FACTOR = valueFlag(
   "metrics.native-histogram-bucket-factor",
   "factor",
   "Growth of each native histogram bucket over the one before, as client_golang's " +
     "NativeHistogramBucketFactor (1.1: schema 3, 8 buckets per power of two), served to " +
     "scrapes that ask for protobuf; 0: classic buckets only",
-  "1.1",
+  String(DEFAULT_NATIVE_HISTOGRAMS.bucketFactor),
   (text) => {
     const factor = Number(text);
     if (text.trim() === "" || !(factor === 0 || factor > 1)) {
@@ -37,7 +43,7 @@ const NATIVE_BUCKET_FACTOR = valueFlag(
 const NATIVE_MAX_BUCKETS = integerFlag(
   "metrics.native-histogram-max-buckets",
   "Populated native buckets a series may hold; past it, its resolution halves (0: no cap)",
-  160,
+  DEFAULT_NATIVE_HISTOGRAMS.maxBuckets,
   { allowZero: true },
 );
 
@@ -57,7 +63,7 @@ export function configureNativeHistograms(values: FlagValues): NativeHistogramOp
  * latency histograms carry native buckets as `nativeHistograms` says.
  */
 export function createExporterMetrics(
-  nativeHistograms: NativeHistogramOptions = { bucketFactor: 1.1, maxBuckets: 160 },
+  nativeHistograms: NativeHistogramOptions = DEFAULT_NATIVE_HISTOGRAMS,
 ): ExporterMetrics {
   const registry = new client.Registry();
   const registers = [registry];

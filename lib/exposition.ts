@@ -172,7 +172,7 @@ function bucketPrefixesOf(histogram: Histogram): string[] {
   let prefixes = bucketPrefixes.get(histogram);
   if (prefixes === undefined) {
     prefixes = [
-      ...histogram.upperBounds.map((bound) => `${histogram.name}_bucket{le="${bound}"`),
+      ...histogram.classicBounds.map((bound) => `${histogram.name}_bucket{le="${bound}"`),
       `${histogram.name}_bucket{le="+Inf"`,
     ];
     bucketPrefixes.set(histogram, prefixes);
@@ -209,7 +209,7 @@ function seriesEndsOf(labels: Readonly<Record<string, string>>): readonly [strin
  */
 function renderHistogram(histogram: Histogram, sink: ByteSink): void {
   writeHeader(sink, histogram.name, histogram.help, "histogram");
-  const bounds = histogram.upperBounds;
+  const bounds = histogram.classicBounds;
   const buckets = bucketPrefixesOf(histogram);
   const sum = `${histogram.name}_sum`;
   const count = `${histogram.name}_count`;

@@ -206,9 +206,9 @@ function histogramFamily(histogram: Histogram): FamilyInit {
   for (const series of histogram.series()) {
     const bucket: { cumulativeCount: bigint; upperBound: number }[] = [];
     let cumulative = 0;
-    for (let i = 0; i < histogram.upperBounds.length; i++) {
+    for (let i = 0; i < histogram.classicBounds.length; i++) {
       cumulative += series.classic[i]!;
-      bucket.push({ cumulativeCount: BigInt(cumulative), upperBound: histogram.upperBounds[i]! });
+      bucket.push({ cumulativeCount: BigInt(cumulative), upperBound: histogram.classicBounds[i]! });
     }
     metric.push({
       label: labelPairs(series.labels),

@@ -108,7 +108,7 @@ export function nativeBucketKey(value: number, schema: number): number {
 export interface HistogramSeries {
   /** Label values by name, in the histogram's label order. */
   readonly labels: Readonly<Record<string, string>>;
-  /** Observations per classic bucket (not cumulative), in the order of {@link Histogram.upperBounds}. */
+  /** Observations per classic bucket (not cumulative), in the order of {@link Histogram.classicBounds}. */
   readonly classic: Float64Array;
   readonly count: number;
   readonly sum: number;
@@ -165,7 +165,8 @@ export class Histogram {
   readonly help: string;
   readonly type = "histogram";
   readonly labelNames: readonly string[];
-  readonly upperBounds: readonly number[];
+  /** Upper bounds of the classic buckets, increasing (+Inf implied). */
+  readonly classicBounds: readonly number[];
   /** The native schema new series start at; undefined without native buckets. */
   readonly nativeSchema: number | undefined;
   /** prom-client's registry reads this (how series merge across cluster workers). */
@@ -188,7 +189,7 @@ export class Histogram {
         );
       }
     }
-    this.upperBounds = bounds;
+    this.classicBounds = bounds;
     const factor = options.native?.bucketFactor ?? 0;
     this.nativeSchema = factor === 0 ? undefined : schemaForFactor(factor);
     this.#maxBuckets = options.native?.maxBuckets ?? 0;
@@ -208,7 +209,7 @@ export class Histogram {
     const series = this.#seriesOf(labels);
     series.count++;
     series.sum += value;
-    const bounds = this.upperBounds;
+    const bounds = this.classicBounds;
     let index = 0;
     while (index < bounds.length && value > bounds[index]!) index++;
     if (index < bounds.length) series.classic[index]!++;
@@ -257,11 +258,11 @@ export class Histogram {
     const bucketName = `${this.name}_bucket`;
     for (const series of this.#series.values()) {
       let cumulative = 0;
-      for (let i = 0; i < this.upperBounds.length; i++) {
+      for (let i = 0; i < this.classicBounds.length; i++) {
         cumulative += series.classic[i]!;
         values.push({
           value: cumulative,
-          labels: { le: this.upperBounds[i]!, ...series.labels },
+          labels: { le: this.classicBounds[i]!, ...series.labels },
           metricName: bucketName,
         });
       }
@@ -301,7 +302,7 @@ export class Histogram {
     }
     series = {
       labels: Object.fromEntries(this.labelNames.map((name) => [name, `${labels[name] ?? ""}`])),
-      classic: new Float64Array(this.upperBounds.length),
+      classic: new Float64Array(this.classicBounds.length),
       count: 0,
       sum: 0,
     };
