@@ -25,6 +25,7 @@
 
 import type * as client from "./prom_client.ts";
 import { Histogram } from "./histogram.ts";
+import { TurnTaker } from "./event_loop.ts";
 
 /** What a counter's or gauge's `get` returns (a summary's too). */
 interface FamilyData {
@@ -128,9 +129,10 @@ class ByteSink {
 /** Options of {@link renderRegistry}. */
 export interface RenderOptions {
   /**
-   * Give the event loop a turn between families once rendering has held it
-   * this long (ms): thousands of series rendered in one go would hold up
-   * probe starts and DNS answers for as long. Default: never.
+   * Give the event loop a turn (lib/event_loop.ts) between families, and
+   * between a histogram's series, once rendering has held it this long (ms):
+   * thousands of series rendered in one go would hold up probe starts and DNS
+   * answers for as long. Default: never.
    */
   readonly yieldAfterMs?: number;
 }
@@ -150,20 +152,22 @@ export async function renderRegistry(
     sink.write(await registry.metrics());
     return sink.bytes();
   }
-  let since = performance.now();
+  const turns = options.yieldAfterMs === undefined
+    ? undefined
+    : new TurnTaker(options.yieldAfterMs);
   let first = true;
   for (const metric of metrics) {
-    if (options.yieldAfterMs !== undefined && performance.now() - since > options.yieldAfterMs) {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      since = performance.now();
-    }
+    await turns?.maybeYield();
     if (!first) sink.write("\n\n");
     first = false;
-    await renderFamily(metric, sink);
+    await renderFamily(metric, sink, turns);
   }
   sink.write("\n");
   return sink.bytes();
 }
+
+/** A histogram's series between two looks at the clock (a series is about 40 lines). */
+const SERIES_PER_TURN_CHECK = 64;
 
 /** `name_bucket{le="…"` of each bound of a histogram, and of +Inf last. */
 const bucketPrefixes = new WeakMap<object, string[]>();
@@ -207,13 +211,21 @@ function seriesEndsOf(labels: Readonly<Record<string, string>>): readonly [strin
  * machine; `deno task bench` keeps the figure). Whole line beginnings kept
  * per series were no faster and held 9 MB more heap at 5,000 targets.
  */
-function renderHistogram(histogram: Histogram, sink: ByteSink): void {
+async function renderHistogram(
+  histogram: Histogram,
+  sink: ByteSink,
+  turns: TurnTaker | undefined,
+): Promise<void> {
   writeHeader(sink, histogram.name, histogram.help, "histogram");
   const bounds = histogram.classicBounds;
   const buckets = bucketPrefixesOf(histogram);
   const sum = `${histogram.name}_sum`;
   const count = `${histogram.name}_count`;
+  let written = 0;
+  // Each series is written whole between two turns, so its buckets, _sum and _count agree; a
+  // Map's iterator stays valid when a probe adds or removes a series during a turn given away.
   for (const series of histogram.series()) {
+    if (turns && ++written % SERIES_PER_TURN_CHECK === 0) await turns.maybeYield();
     const [bucketEnd, ownEnd] = seriesEndsOf(series.labels);
     let cumulative = 0;
     for (let i = 0; i < bounds.length; i++) {
@@ -246,8 +258,12 @@ function withSharedLabels(
 }
 
 /** One family, without a trailing newline, as prom-client writes it. */
-async function renderFamily(metric: object, sink: ByteSink): Promise<void> {
-  if (metric instanceof Histogram) return renderHistogram(metric, sink);
+async function renderFamily(
+  metric: object,
+  sink: ByteSink,
+  turns: TurnTaker | undefined,
+): Promise<void> {
+  if (metric instanceof Histogram) return await renderHistogram(metric, sink, turns);
   const data = await (metric as Family).get() as FamilyData;
   writeHeader(sink, data.name, data.help, data.type);
   const name = escapeText(data.name);

@@ -33,10 +33,7 @@ import {
 import type * as client from "./prom_client.ts";
 import { Histogram, type NativeBuckets } from "./histogram.ts";
 import { concatBytes } from "./io.ts";
-
-/** The content type of the delimited protobuf exposition. */
-export const PROTOBUF_CONTENT_TYPE =
-  "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+import { TurnTaker } from "./event_loop.ts";
 
 const {
   STRING: TYPE_STRING,
@@ -201,9 +198,18 @@ function nativeFields(native: NativeBuckets) {
   };
 }
 
-function histogramFamily(histogram: Histogram): FamilyInit {
+/** A histogram's series between two looks at the clock. */
+const SERIES_PER_TURN_CHECK = 64;
+
+async function histogramFamily(
+  histogram: Histogram,
+  turns: TurnTaker | undefined,
+): Promise<FamilyInit> {
   const metric: Record<string, unknown>[] = [];
+  let read = 0;
+  // Each series is read whole between two turns, so its buckets and count agree.
   for (const series of histogram.series()) {
+    if (turns && ++read % SERIES_PER_TURN_CHECK === 0) await turns.maybeYield();
     const bucket: { cumulativeCount: bigint; upperBound: number }[] = [];
     let cumulative = 0;
     for (let i = 0; i < histogram.classicBounds.length; i++) {
@@ -236,6 +242,16 @@ function scalarFamily(data: FamilyData): FamilyInit {
   };
 }
 
+/** Options of {@link renderRegistryProtobuf}. */
+export interface ProtobufRenderOptions {
+  /**
+   * Give the event loop a turn (lib/event_loop.ts) between families and
+   * between a histogram's series once rendering has held it this long (ms).
+   * Default: never.
+   */
+  readonly yieldAfterMs?: number;
+}
+
 /**
  * Every family of `registry` in the delimited protobuf exposition. Families
  * other than the exporter's histograms are read through prom-client's public
@@ -244,65 +260,21 @@ function scalarFamily(data: FamilyData): FamilyInit {
  */
 export async function renderRegistryProtobuf(
   registry: client.Registry,
+  options: ProtobufRenderOptions = {},
 ): Promise<Uint8Array<ArrayBuffer>> {
+  const turns = options.yieldAfterMs === undefined
+    ? undefined
+    : new TurnTaker(options.yieldAfterMs);
   const pieces: Uint8Array[] = [];
   // prom-client types the array's items as their data; they are the metrics themselves.
   for (const metric of registry.getMetricsAsArray() as readonly object[]) {
+    await turns?.maybeYield();
     const init = metric instanceof Histogram
-      ? histogramFamily(metric)
+      ? await histogramFamily(metric, turns)
       : scalarFamily(await (metric as { get(): Promise<unknown> | unknown }).get() as FamilyData);
     if (init.metric.length === 0) continue;
+    // Encoding one family is not divided: a family's message is one piece of work for the library.
     pieces.push(sizeDelimitedEncode(METRIC_FAMILY, create(METRIC_FAMILY, init)));
   }
   return concatBytes(pieces);
-}
-
-/**
- * Which exposition a scrape's `Accept` header asks for, the way
- * client_golang's `expfmt.Negotiate` decides: the media ranges by quality,
- * highest first (ties in the order given), and the first that names a
- * format served wins — the delimited `MetricFamily` protobuf, or text (any
- * text, OpenMetrics or `*` range is answered with the text format).
- */
-export function negotiateExposition(accept: string | null): "protobuf" | "text" {
-  if (!accept) return "text";
-  const ranges = accept.split(",").map((range, order) => {
-    const [type = "", ...parameters] = range.split(";").map((part) => part.trim());
-    const values = new Map<string, string>();
-    for (const parameter of parameters) {
-      const equals = parameter.indexOf("=");
-      if (equals > 0) {
-        values.set(
-          parameter.slice(0, equals).trim().toLowerCase(),
-          parameter.slice(equals + 1).trim().replace(/^"|"$/g, ""),
-        );
-      }
-    }
-    const quality = Number(values.get("q") ?? "1");
-    return {
-      type: type.toLowerCase(),
-      values,
-      quality: Number.isFinite(quality) ? quality : 0,
-      order,
-    };
-  }).filter((range) => range.quality > 0)
-    .sort((a, b) => b.quality - a.quality || a.order - b.order);
-  for (const range of ranges) {
-    if (range.type === "application/vnd.google.protobuf") {
-      if (
-        range.values.get("proto") === "io.prometheus.client.MetricFamily" &&
-        range.values.get("encoding") === "delimited"
-      ) {
-        return "protobuf";
-      }
-      continue;
-    }
-    if (
-      range.type === "text/plain" || range.type === "application/openmetrics-text" ||
-      range.type === "text/*" || range.type === "*/*"
-    ) {
-      return "text";
-    }
-  }
-  return "text";
 }

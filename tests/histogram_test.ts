@@ -10,11 +10,8 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { sizeDelimitedPeek } from "@bufbuild/protobuf/wire";
 import { Counter, Gauge, Registry } from "../lib/prom_client.ts";
 import { Histogram, nativeBucketKey, schemaForFactor } from "../lib/histogram.ts";
-import {
-  METRIC_FAMILY,
-  negotiateExposition,
-  renderRegistryProtobuf,
-} from "../lib/exposition_proto.ts";
+import { METRIC_FAMILY, renderRegistryProtobuf } from "../lib/exposition_proto.ts";
+import { negotiateExposition } from "../lib/exposition_negotiation.ts";
 
 Deno.test("histogram: a bucket factor picks the coarsest schema that is at least as fine", () => {
   assert.equal(schemaForFactor(1.1), 3, "client_golang's documented example: 1.1 → 1.09");
@@ -133,6 +130,13 @@ Deno.test("protobuf: families in order, counters and gauges by value, histograms
     histogram.observe({ host: "a:1" }, value);
   }
   const bytes = await renderRegistryProtobuf(registry);
+  for (let i = 0; i < 200; i++) histogram.observe({ host: `b:${i}` }, i / 1000);
+  assert.deepEqual(
+    await renderRegistryProtobuf(registry, { yieldAfterMs: 0 }),
+    await renderRegistryProtobuf(registry),
+    "turns given away between series (every 64) change nothing in what is written",
+  );
+  for (let i = 0; i < 200; i++) histogram.remove({ host: `b:${i}` });
   const families = [];
   let offset = 0;
   while (offset < bytes.length) {

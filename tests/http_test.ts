@@ -197,6 +197,11 @@ Deno.test("http: the exposition is prom-client's own bytes, escapes, odd values 
   }
   histogram.remove({ host: "10.0.7.1:8000", note: "" });
   assert.equal(decode(await renderRegistry(registry)), await registry.metrics());
+  // Turns given away between a histogram's series (every 64) change nothing in what is written.
+  assert.equal(
+    decode(await renderRegistry(registry, { yieldAfterMs: 0 })),
+    await registry.metrics(),
+  );
   // Default labels are never set on the exporter's registry (the renderer does not add them).
   // A histogram whose series are not kept as prom-client's Histogram keeps them: prom-client
   // writes the registry.

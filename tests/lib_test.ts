@@ -2,6 +2,7 @@ import { isIP as nodeIsIP } from "node:net";
 import { isIP } from "../lib/ip.ts";
 import { LineSplitter } from "../lib/lines.ts";
 import { describeError } from "../lib/errors.ts";
+import { yieldToEventLoop } from "../lib/event_loop.ts";
 import { assert } from "./helpers/assert.ts";
 
 Deno.test("lines: a line split over chunks comes out once, whole, without its end", () => {
@@ -91,4 +92,23 @@ Deno.test("ip: the family of a string is node:net's, on hand-picked and generate
     if (isIP(text) !== 0) families++;
   }
   assert.ok(families > 1_000, `enough of them are addresses: ${families}`);
+});
+
+Deno.test("event loop: a turn given away lets a pending socket read finish", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  using client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  using server = await listener.accept();
+  let read: number | null | undefined;
+  const reading = server.read(new Uint8Array(8)).then((count) => read = count);
+  await client.write(new Uint8Array([1, 2, 3]));
+  // Work that holds the thread, with a turn between pieces; bounded in count, not timed.
+  let turns = 0;
+  while (read === undefined && turns < 1_000) {
+    const until = performance.now() + 1;
+    while (performance.now() < until) { /* holds the thread, as a long render does */ }
+    await yieldToEventLoop();
+    turns++;
+  }
+  assert.equal(read, 3, `the read finished within ${turns} turns`);
+  await reading;
 });
