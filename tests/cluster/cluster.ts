@@ -143,6 +143,15 @@ export class RealCluster implements AsyncDisposable {
       "prometheusRule.enabled": "true",
       "dashboard.enabled": "true",
       "networkPolicy.enabled": "true",
+      // A handful of the prometheus-community knobs, so the API server (and the Operator's CRD
+      // schemas) accept what they render, not only helm.
+      "commonLabels.team": "platform",
+      "revisionHistoryLimit": "5",
+      "service.annotations.owner": "platform",
+      "serviceMonitor.metricRelabelings[0].action": "drop",
+      "serviceMonitor.metricRelabelings[0].sourceLabels[0]": "__name__",
+      "serviceMonitor.metricRelabelings[0].regex": "go_.*",
+      "prometheusRule.alerts.NetExporterClockSkew.enabled": "false",
     };
   }
 

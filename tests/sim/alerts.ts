@@ -545,7 +545,7 @@ export interface PanelQuery {
 /**
  * Evaluates every query of every panel of the chart's dashboard with its
  * variables filled in as Grafana would ("All" for the node variables,
- * `$__rate_interval` as four scrape intervals).
+ * the chart's job for `$job`, `$__rate_interval` as four scrape intervals).
  */
 export async function dashboardQueries(prometheus: PrometheusServer): Promise<PanelQuery[]> {
   const dashboard = JSON.parse(
@@ -557,6 +557,7 @@ export async function dashboardQueries(prometheus: PrometheusServer): Promise<Pa
     for (const target of panel.targets ?? []) {
       const expr = target.expr
         .replaceAll("$__rate_interval", rateInterval)
+        .replaceAll("$job", "net-exporter")
         .replaceAll("$node", ".*")
         .replaceAll("$target_node", ".*");
       const result = await prometheus.query(expr);

@@ -205,7 +205,10 @@ export function scrapeJob(
       kubernetes_sd_configs: [{
         role: "endpoints",
         api_server: discovery.kubernetes.apiServer,
-        namespaces: { names: [namespace] },
+        namespaces: {
+          names: (serviceMonitor.spec.namespaceSelector?.matchNames as string[] | undefined) ??
+            [namespace],
+        },
         tls_config: { ca_file: discovery.kubernetes.caFile },
         authorization: { credentials_file: discovery.kubernetes.tokenFile },
       }],
@@ -236,6 +239,13 @@ export function scrapeJob(
     scheme: endpoint.scheme ?? "http",
     ...sd,
     relabel_configs,
+    ...(endpoint.metricRelabelings
+      ? {
+        metric_relabel_configs: (endpoint.metricRelabelings as Record<string, unknown>[]).map(
+          relabelConfig,
+        ),
+      }
+      : {}),
   };
 }
 
