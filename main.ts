@@ -26,6 +26,14 @@ async function main(argv: readonly string[]): Promise<number> {
   const invocation = await parseCommandLine(argv, {
     output: { writeOut, writeErr },
     env: (name) => Deno.env.get(name),
+    // The compiled binary may read only the variables it names: then nothing is listed.
+    envNames: () => {
+      try {
+        return Object.keys(Deno.env.toObject());
+      } catch {
+        return undefined;
+      }
+    },
   });
   switch (invocation.command) {
     case "exit":

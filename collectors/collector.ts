@@ -109,6 +109,11 @@ export interface SharedMetrics {
 export interface CollectorContext {
   readonly metrics: SharedMetrics;
   readonly logger: Logger;
+  /**
+   * A target going down or coming back is logged at warning and info; with
+   * `"debug"`, at debug only (`check`, whose output says it already).
+   */
+  readonly targetChanges?: "logged" | "debug";
   readonly clock?: Clock;
   readonly random?: () => number;
 }
@@ -349,6 +354,13 @@ export class ProbeCollector implements Collector {
     if (before === current.state && previous?.reason === current.reason) return;
     const properties = { collector: this.name, ...current.labels };
     const target = current.title;
+    if (this.#context.targetChanges === "debug") {
+      logger.debug(`${this.name} target ${current.state}: ${target}`, {
+        ...properties,
+        ...(current.reason ? { reason: current.reason, error: current.message } : {}),
+      });
+      return;
+    }
     if (current.state === "up") {
       const message = `${this.name} target up: ${target}`;
       if (before === "pending") logger.debug(message, properties);

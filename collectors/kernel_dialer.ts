@@ -22,7 +22,7 @@
  * @module
  */
 
-import { ERRNO_NAMES, type Libc, LINUX, openLibc } from "../lib/libc.ts";
+import { encodeSockaddr, ERRNO_NAMES, type Libc, LINUX, openLibc } from "../lib/libc.ts";
 import { isIP } from "../lib/ip.ts";
 import { DialError, type Handshake } from "./probe_tcp.ts";
 
@@ -38,8 +38,6 @@ const TCP_INFO_BYTES = 104;
  * 60, u32 `tcpi_rtt` (µs) at 68, u32 `tcpi_total_retrans` at 100.
  */
 const TCPI = { retransmits: 2, pmtu: 60, rtt: 68, totalRetrans: 100 } as const;
-/** Encodes the NUL-terminated strings libc takes (addresses, interface names). */
-const CSTRING = new TextEncoder();
 /** The id an epoll event carries for the wake-up eventfd. */
 const WAKE_ID = 0n;
 
@@ -288,34 +286,10 @@ export class KernelDialer {
   }
 
   #sockaddr(address: string, port: number): { family: number; bytes: Uint8Array<ArrayBuffer> } {
-    const family = isIP(address);
-    if (family === 0) {
+    if (isIP(address) === 0) {
       throw new TypeError(`Cannot dial ${address}: current value is not an IP address`);
     }
-    const [host, zone] = address.split("%") as [string, string | undefined];
-    const text = CSTRING.encode(`${host}\0`);
-    if (family === 4) {
-      // struct sockaddr_in (netinet/in.h): family, port (network order), address, 8 bytes of zero.
-      const bytes = new Uint8Array(16);
-      const view = new DataView(bytes.buffer);
-      view.setUint16(0, LINUX.AF_INET, true);
-      view.setUint16(2, port, false);
-      this.#libc.symbols.inet_pton(LINUX.AF_INET, text, bytes.subarray(4, 8));
-      return { family: LINUX.AF_INET, bytes };
-    }
-    // struct sockaddr_in6: family, port, flow info, 16-byte address, scope id.
-    const bytes = new Uint8Array(28);
-    const view = new DataView(bytes.buffer);
-    view.setUint16(0, LINUX.AF_INET6, true);
-    view.setUint16(2, port, false);
-    this.#libc.symbols.inet_pton(LINUX.AF_INET6, text, bytes.subarray(8, 24));
-    if (zone !== undefined) {
-      const scope = /^\d+$/.test(zone)
-        ? Number(zone)
-        : this.#libc.symbols.if_nametoindex(CSTRING.encode(`${zone}\0`));
-      view.setUint32(24, scope, true);
-    }
-    return { family: LINUX.AF_INET6, bytes };
+    return encodeSockaddr(this.#libc, address, port);
   }
 
   #dialError(errno: number, synRetransmits: number): DialError {

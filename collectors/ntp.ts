@@ -18,6 +18,9 @@ import {
 } from "./collector.ts";
 import { pacingFlags, type ProbePacing } from "./pacing.ts";
 import { NTP_ERROR_REASONS, type NtpProbeOptions, probeNtp, warmUpNtp } from "./probe_ntp.ts";
+import { type Libc, openLibc } from "../lib/libc.ts";
+import { describeError } from "../lib/errors.ts";
+import { connectedUdpExchanger } from "./udp_connected.ts";
 
 /** The NTP collector's settings, from its flags. */
 export interface NtpConfig extends ProbePacing {
@@ -78,8 +81,19 @@ export function ntpTargets(config: NtpConfig, options: NtpProbeOptions = {}): Pr
   });
 }
 
-/** The NTP collector: its servers are fixed by its flags. */
+/**
+ * The NTP collector: its servers are fixed by its flags. Its exchanges go
+ * over sockets connected through libc where libc opens (the permission the
+ * network collector's kernel clock has), so a closed server port fails at
+ * once as `refused`; elsewhere over Deno's sockets, where it is a timeout.
+ */
 export class NtpCollector extends ProbeCollector {
+  /** The probes' options; the exchanger is set when probing starts. */
+  readonly #probeOptions: NtpProbeOptions;
+  readonly #context: CollectorContext;
+  #libc: Libc | undefined;
+  #exchangerChosen: boolean;
+
   constructor(config: NtpConfig, context: CollectorContext, options: NtpProbeOptions = {}) {
     super(
       "ntp",
@@ -124,6 +138,42 @@ export class NtpCollector extends ProbeCollector {
       context,
       warmUpNtp,
     );
-    this.setTargets(ntpTargets(config, options));
+    this.#context = context;
+    this.#probeOptions = { ...options };
+    // An exchanger given by the caller (tests) is kept as it is.
+    this.#exchangerChosen = options.exchanger !== undefined;
+    this.setTargets(ntpTargets(config, this.#probeOptions));
+  }
+
+  override start(): void {
+    this.#chooseExchanger();
+    super.start();
+  }
+
+  override warmUp(signal: AbortSignal): Promise<void> {
+    this.#chooseExchanger();
+    return super.warmUp(signal);
+  }
+
+  /** Opens libc when probing starts, not at construction: a run that never starts opens nothing. */
+  #chooseExchanger(): void {
+    if (this.#exchangerChosen) return;
+    this.#exchangerChosen = true;
+    try {
+      this.#libc = openLibc();
+      this.#probeOptions.exchanger = connectedUdpExchanger(this.#libc);
+    } catch (error) {
+      this.#context.logger.info(
+        `ntp: a closed server port reads as a timeout (no connected socket): ${
+          describeError(error)
+        }`,
+      );
+    }
+  }
+
+  override async stop(): Promise<void> {
+    await super.stop();
+    this.#libc?.close();
+    this.#libc = undefined;
   }
 }

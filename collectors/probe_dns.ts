@@ -12,7 +12,7 @@ import { Buffer } from "node:buffer";
 import dnsPacket from "dns-packet";
 import { readExactly, writeAll } from "../lib/io.ts";
 import { withUdpExchange } from "./udp.ts";
-import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
+import { errorMessage, failureMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** Why a lookup failed. `notfound` is the system path's NotFound, whose cause is unknown. */
 export const DNS_ERROR_REASONS = [
@@ -112,7 +112,7 @@ export async function probeDns(
     return {
       ok: false,
       reason: classifyExchangeError(error, signal),
-      message: errorMessage(error),
+      message: failureMessage(error, signal),
     };
   }
   return classifyResponse(outcome.response, target, outcome.seconds);
@@ -217,15 +217,15 @@ const MAX_DATAGRAM_BYTES = 4096;
  * 1.5 s: peak RSS +13 MiB, against +100 MiB through node:dgram).
  */
 const exchangeUdp: Exchange = (server, query, asked, { now, onStray }, signal) =>
-  withUdpExchange(server, signal, async ({ socket, isFromServer }) => {
+  withUdpExchange(server, signal, async (socket) => {
     const buffer = new Uint8Array(MAX_DATAGRAM_BYTES);
     const startedAt = now();
-    await socket.send(query, { hostname: server.hostname, port: server.port, transport: "udp" });
+    await socket.send(query);
     for (;;) {
-      const [message, sender] = await socket.receive(buffer);
+      const { message, fromServer } = await socket.receive(buffer);
       const receivedAt = now();
       // Only the server's own address and port may answer; checked before anything is read.
-      if (!isFromServer(sender)) {
+      if (!fromServer) {
         onStray("sender");
         continue;
       }

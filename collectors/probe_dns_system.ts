@@ -8,7 +8,7 @@
  */
 
 import type { DnsProbeResult, RecordType } from "./probe_dns.ts";
-import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
+import { failureMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** What to look up. A host ending in a dot is absolute; others go through the search list. */
 export interface SystemDnsTarget {
@@ -40,7 +40,7 @@ export async function probeSystemDns(
     return { ok: true, seconds: (now() - startedAt) / 1000, addresses };
   } catch (error) {
     rethrowIfCancelled(signal);
-    const message = errorMessage(error);
+    const message = failureMessage(error, signal);
     if (isDeadline(signal) || error instanceof Deno.errors.TimedOut) {
       return { ok: false, reason: "timeout", message };
     }

@@ -11,12 +11,13 @@
  */
 
 import { addressToProbe } from "./resolve.ts";
-import { withUdpExchange } from "./udp.ts";
-import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
+import { type UdpExchanger, withUdpExchange } from "./udp.ts";
+import { errorMessage, failureMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** Why an exchange failed. */
 export const NTP_ERROR_REASONS = [
   "timeout",
+  "refused",
   "kiss_of_death",
   "unsynchronized",
   "invalid",
@@ -63,6 +64,13 @@ export interface NtpProbeOptions {
   wallClock?: () => { readonly wallMs: number; readonly monotonicMs: number };
   /** Monotonic milliseconds; the exchange is timed with this. */
   now?: () => number;
+  /**
+   * How the exchange's socket is made. Default: {@link withUdpExchange}
+   * (Deno's socket: a closed port reads as a timeout); the collector passes a
+   * socket connected through libc where it can open libc, which learns of an
+   * ICMP port unreachable and ends the exchange at once as `refused`.
+   */
+  exchanger?: UdpExchanger;
 }
 
 /** Seconds from the NTP era 0 (1900-01-01) to the Unix epoch. */
@@ -185,11 +193,11 @@ interface Exchange {
 function exchange(
   address: string,
   port: number,
-  options: Required<Pick<NtpProbeOptions, "wallClock" | "now">>,
+  options: Required<Pick<NtpProbeOptions, "wallClock" | "now" | "exchanger">>,
   ignored: Map<Ignored, number>,
   signal: AbortSignal,
 ): Promise<Exchange> {
-  return withUdpExchange({ hostname: address, port }, signal, async ({ socket, isFromServer }) => {
+  return options.exchanger({ hostname: address, port }, signal, async (socket) => {
     const request = new Uint8Array(PACKET_BYTES);
     request[0] = CLIENT_HEADER;
     // The transmit timestamp is a random nonce, as chrony sends it: the server
@@ -200,11 +208,11 @@ function exchange(
     const buffer = new Uint8Array(MAX_DATAGRAM_BYTES);
     const clock = options.wallClock();
     const sentAt = options.now();
-    await socket.send(request, { hostname: address, port, transport: "udp" });
+    await socket.send(request);
     for (;;) {
-      const [message, sender] = await socket.receive(buffer);
+      const { message, fromServer } = await socket.receive(buffer);
       const receivedAt = options.now();
-      const reply = isFromServer(sender) ? readReply(message, nonce) : "sender";
+      const reply = fromServer ? readReply(message, nonce) : "sender";
       if (typeof reply === "string") {
         ignored.set(reply, (ignored.get(reply) ?? 0) + 1);
         continue;
@@ -268,7 +276,9 @@ function describeIgnored(ignored: Map<Ignored, number>): string {
 /**
  * One SNTP exchange with `target`. A name is resolved first, outside the
  * timed part. Ends at the signal's deadline at the latest: `timeout` when no
- * datagram came, `invalid` when only datagrams that were not the reply came.
+ * datagram came, `invalid` when only datagrams that were not the reply came,
+ * `refused` as soon as the server's host says nothing listens on the port
+ * (over a connected socket, see {@link NtpProbeOptions.exchanger}).
  */
 export async function probeNtp(
   target: NtpTarget,
@@ -289,6 +299,7 @@ export async function probeNtp(
       {
         wallClock: options.wallClock ?? wallClock,
         now: options.now ?? (() => performance.now()),
+        exchanger: options.exchanger ?? withUdpExchange,
       },
       ignored,
       signal,
@@ -302,7 +313,11 @@ export async function probeNtp(
           reason: "invalid",
           message: `no valid reply; ignored ${describeIgnored(ignored)}`,
         }
-        : { ok: false, reason: "timeout", message: errorMessage(error) };
+        : { ok: false, reason: "timeout", message: failureMessage(error, signal) };
+    }
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (code === "ECONNREFUSED") {
+      return { ok: false, reason: "refused", message: errorMessage(error) };
     }
     return { ok: false, reason: "other", message: errorMessage(error) };
   }

@@ -23,3 +23,13 @@ export function rethrowIfCancelled(signal: AbortSignal): void {
 export function errorMessage(error: unknown): string {
   return describeError(error);
 }
+
+/**
+ * What a failed exchange says: when its deadline passed, the deadline's own
+ * words ("Deadline of 2000 ms exceeded"), whatever the transport made of the
+ * abort (a UDP wait ends with the deadline's reason, a TCP read with
+ * "Interrupted: operation canceled"); otherwise the error with its causes.
+ */
+export function failureMessage(error: unknown, signal: AbortSignal): string {
+  return isDeadline(signal) ? errorMessage(signal.reason) : errorMessage(error);
+}

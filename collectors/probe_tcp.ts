@@ -6,7 +6,7 @@
  * @module
  */
 
-import { errorMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
+import { failureMessage, isDeadline, rethrowIfCancelled } from "./probe_signal.ts";
 import { addressToProbe } from "./resolve.ts";
 
 /** Why a dial failed. `resolve` is a name that would not resolve to an address. */
@@ -123,7 +123,7 @@ export async function probeTcp(
     return {
       ok: false,
       reason: classifyDialError(error, signal),
-      message: errorMessage(error),
+      message: failureMessage(error, signal),
       ...(typeof synRetransmits === "number" ? { synRetransmits } : {}),
     };
   };

@@ -5,7 +5,7 @@
  */
 
 import { isIP } from "../lib/ip.ts";
-import { errorMessage, rethrowIfCancelled } from "./probe_signal.ts";
+import { failureMessage, rethrowIfCancelled } from "./probe_signal.ts";
 
 /** Resolves a name to its first A record, else its first AAAA record. */
 export async function resolveFirstAddress(name: string, signal: AbortSignal): Promise<string> {
@@ -40,6 +40,9 @@ export async function addressToProbe(
     return { address: await (resolve ?? resolveFirstAddress)(hostname, signal) };
   } catch (error) {
     rethrowIfCancelled(signal);
-    return { reason: signal.aborted ? "timeout" : "resolve", message: errorMessage(error) };
+    return {
+      reason: signal.aborted ? "timeout" : "resolve",
+      message: failureMessage(error, signal),
+    };
   }
 }

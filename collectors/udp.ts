@@ -1,13 +1,41 @@
 /**
  * One UDP exchange with a server, the way the DNS and NTP probers both need
- * it: a socket of the exchange's own, through `Deno.listenDatagram` (needs
- * `--unstable-net`), closed when the signal aborts (a pending receive cannot
- * take a signal), and a check that a datagram came from the server's own
- * address and port before anything in it is read.
+ * it: a socket of the exchange's own, closed when the signal aborts (a
+ * pending receive cannot take a signal), and each datagram said to be from
+ * the server's own address and port or not before anything in it is read.
+ *
+ * Two ways to make one, the same to a prober ({@link UdpExchanger}):
+ * {@link withUdpExchange} through `Deno.listenDatagram` (needs
+ * `--unstable-net`), whose unconnected socket never learns of an ICMP port
+ * unreachable, so a closed port reads as a timeout; and a socket connected
+ * to the server through libc (collectors/udp_connected.ts), where the same
+ * ICMP message ends the exchange at once as refused.
  * @module
  */
 
 import { isIP } from "../lib/ip.ts";
+
+/** An exchange's socket, as a prober uses it. */
+export interface UdpExchange {
+  /** Sends one datagram to the server. */
+  send(data: Uint8Array): Promise<void>;
+  /**
+   * The next datagram, read into `buffer` (a longer one is cut to its size),
+   * and whether it came from the server's own address and port.
+   */
+  receive(buffer: Uint8Array): Promise<{ message: Uint8Array; fromServer: boolean }>;
+}
+
+/**
+ * Runs `use` with a fresh socket for `server`. When `signal` aborts, the
+ * socket is closed and the abort reason thrown; otherwise the socket is
+ * closed when `use` settles.
+ */
+export type UdpExchanger = <T>(
+  server: { readonly hostname: string; readonly port: number },
+  signal: AbortSignal,
+  use: (exchange: UdpExchange) => Promise<T>,
+) => Promise<T>;
 
 /** Strips the IPv4-mapped prefix, so a sender compares with the server as written. */
 function plainAddress(address: string): string {
@@ -15,23 +43,8 @@ function plainAddress(address: string): string {
   return lower.startsWith("::ffff:") && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
 }
 
-/** A socket for one exchange with `server`, and whether a datagram came from it. */
-export interface UdpExchange {
-  readonly socket: Deno.DatagramConn;
-  /** True when `sender` is the server's own address and port. */
-  isFromServer(sender: Deno.Addr): boolean;
-}
-
-/**
- * Runs `use` with a fresh socket of `server`'s address family. When `signal`
- * aborts, the socket is closed and the abort reason thrown; otherwise the
- * socket is closed when `use` settles.
- */
-export async function withUdpExchange<T>(
-  server: { readonly hostname: string; readonly port: number },
-  signal: AbortSignal,
-  use: (exchange: UdpExchange) => Promise<T>,
-): Promise<T> {
+/** A {@link UdpExchanger} through `Deno.listenDatagram`. */
+export const withUdpExchange: UdpExchanger = async (server, signal, use) => {
   const socket = Deno.listenDatagram({
     hostname: isIP(server.hostname) === 6 ? "::" : "0.0.0.0",
     port: 0,
@@ -40,12 +53,17 @@ export async function withUdpExchange<T>(
   const closeOnAbort = () => socket.close();
   signal.addEventListener("abort", closeOnAbort, { once: true });
   const serverAddress = plainAddress(server.hostname);
+  const to = { hostname: server.hostname, port: server.port, transport: "udp" } as const;
   try {
     return await use({
-      socket,
-      isFromServer: (sender) => {
+      send: async (data) => void await socket.send(data, to),
+      receive: async (buffer) => {
+        const [message, sender] = await socket.receive(buffer);
         const from = sender as Deno.NetAddr;
-        return from.port === server.port && plainAddress(from.hostname) === serverAddress;
+        return {
+          message,
+          fromServer: from.port === server.port && plainAddress(from.hostname) === serverAddress,
+        };
       },
     });
   } catch (error) {
@@ -55,4 +73,4 @@ export async function withUdpExchange<T>(
     signal.removeEventListener("abort", closeOnAbort);
     if (!signal.aborted) socket.close();
   }
-}
+};

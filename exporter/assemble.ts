@@ -19,12 +19,23 @@ export interface Assembly {
   readonly discovery: Discovery | undefined;
 }
 
-/** Creates metrics, collectors and discovery from checked settings; starts nothing. */
-export function assemble(settings: CommonSettings): Assembly {
+/**
+ * Creates metrics, collectors and discovery from checked settings; starts
+ * nothing. `targetChanges: "debug"` logs targets going down and up at debug
+ * only (for `check`, whose results say it).
+ */
+export function assemble(
+  settings: CommonSettings,
+  options: { readonly targetChanges?: "logged" | "debug" } = {},
+): Assembly {
   const metrics = createExporterMetrics(settings.nativeHistograms);
   let peerReceiver: PeerReceiver | undefined;
   const collectors = settings.collectors.map((configured) => {
-    const context = { metrics, logger: logger(configured.name) };
+    const context = {
+      metrics,
+      logger: logger(configured.name),
+      targetChanges: options.targetChanges ?? "logged",
+    };
     if (configured.peers === undefined) return configured.create(context);
     const collector = configured.create(context);
     peerReceiver = collector;

@@ -20,7 +20,10 @@ export interface CheckRow {
   readonly latency_seconds: number | null;
   readonly reason: string;
   readonly message: string;
-  /** Further figures of a success (an NTP server's clock offset, …); a name ending in "Seconds" is seconds. */
+  /**
+   * Further figures of a success (an NTP server's clock offset, …); a name ending in "Seconds" is
+   * seconds. In camelCase here; the JSON output writes them in snake_case.
+   */
   readonly readings: Readonly<Record<string, number>>;
   readonly labels: Readonly<Record<string, string>>;
 }
@@ -72,6 +75,22 @@ export function formatTable(rows: readonly CheckRow[]): string {
     .join("\n") + "\n";
 }
 
+/** `offsetSeconds` → `offset_seconds`: the JSON's keys are snake_case throughout, as the metrics' names. */
+function snakeCase(name: string): string {
+  return name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+}
+
+/** The rows as `check --output=json` prints them: every key in snake_case. */
+export function formatJson(rows: readonly CheckRow[]): string {
+  const snake = rows.map((row) => ({
+    ...row,
+    readings: Object.fromEntries(
+      Object.entries(row.readings).map(([name, value]) => [snakeCase(name), value]),
+    ),
+  }));
+  return JSON.stringify(snake, null, 2) + "\n";
+}
+
 /** Runs the check; returns the exit code. */
 export async function check(
   settings: CommonSettings,
@@ -80,7 +99,8 @@ export async function check(
   signal: AbortSignal,
   writeErr: (text: string) => void = write,
 ): Promise<number> {
-  const { collectors, discovery } = assemble(settings);
+  // A failed target is in the results; its log line would say it twice.
+  const { collectors, discovery } = assemble(settings, { targetChanges: "debug" });
   if (!discovery && collectors.every((collector) => collector.statuses().length === 0)) {
     await Promise.all(collectors.map((collector) => collector.stop()));
     writeErr(
@@ -108,6 +128,6 @@ export async function check(
     await Promise.all(collectors.map((collector) => collector.stop()));
   }
   const rows = checkRows(statuses);
-  write(output === "json" ? JSON.stringify(rows, null, 2) + "\n" : formatTable(rows));
+  write(output === "json" ? formatJson(rows) : formatTable(rows));
   return rows.every((row) => row.result === "ok") ? 0 : 1;
 }

@@ -25,6 +25,12 @@ import { DEFAULT_EXCLUDED_PATHS, loadWebConfig, type WebConfig } from "../web/mo
 import { LOG_FORMATS, LOG_LEVELS, type LogSettings } from "./log.ts";
 import { configureNativeHistograms, METRICS_FLAGS, VERSION } from "./metrics.ts";
 import type { NativeHistogramOptions } from "../lib/histogram.ts";
+import {
+  explainMistake,
+  type FlagGroup,
+  formatGroupedHelp,
+  unknownVariableWarnings,
+} from "./cli_help.ts";
 
 /** Settings every command shares. */
 export interface CommonSettings {
@@ -99,6 +105,16 @@ const LOG_LEVEL = choiceFlag("log.level", "Least severe level logged", "info", L
   warn: "warning",
 });
 const LOG_FORMAT = choiceFlag("log.format", "Log line format", "json", LOG_FORMATS);
+// check prints its results as a table for a person: its logs say only what went wrong in the
+// exporter itself, as text (a failed target is in the table, not in a log line).
+const CHECK_LOG_LEVEL = choiceFlag(
+  "log.level",
+  "Least severe level logged",
+  "warning",
+  LOG_LEVELS,
+  { warn: "warning" },
+);
+const CHECK_LOG_FORMAT = choiceFlag("log.format", "Log line format", "text", LOG_FORMATS);
 const LISTEN_ADDRESS = valueFlag(
   "web.listen-address",
   "[host]:port",
@@ -127,27 +143,46 @@ const WEB_CONFIG_FILE = valueFlag(
 );
 const OUTPUT = choiceFlag("output", "Result format", "table", ["table", "json"] as const);
 
-/** The flags `serve` and `check` share, in the order of help and the status page. */
-const COMMON_FLAGS: readonly Flag<unknown>[] = [
-  ...COLLECTORS.map((collector) => collector.enabled),
-  ...COLLECTORS.flatMap((collector) => collector.flags),
-  ...DISCOVERY_FLAGS,
-  ...METRICS_FLAGS,
-  LOG_LEVEL,
-  LOG_FORMAT,
+/** The groups `serve` and `check` share, in the order of help and the status page. */
+const PROBE_GROUPS: readonly FlagGroup[] = [
+  { title: "Collectors", flags: COLLECTORS.map((collector) => collector.enabled) },
+  ...COLLECTORS.map((collector) => ({
+    title: `The ${collector.name} collector`,
+    flags: collector.flags,
+  })),
+  { title: "Kubernetes discovery (peers for the network collector)", flags: DISCOVERY_FLAGS },
+  { title: "Metrics", flags: METRICS_FLAGS },
 ];
-const SERVE_FLAGS: readonly Flag<unknown>[] = [
-  ...COMMON_FLAGS,
-  LISTEN_ADDRESS,
-  MAX_CONNECTIONS,
-  TELEMETRY_PATH,
-  WEB_CONFIG_FILE,
+const SERVE_GROUPS: readonly FlagGroup[] = [
+  ...PROBE_GROUPS,
+  { title: "Logging", flags: [LOG_LEVEL, LOG_FORMAT] },
+  {
+    title: "HTTP",
+    flags: [LISTEN_ADDRESS, MAX_CONNECTIONS, TELEMETRY_PATH, WEB_CONFIG_FILE],
+  },
 ];
-const CHECK_FLAGS: readonly Flag<unknown>[] = [...COMMON_FLAGS, OUTPUT];
+const CHECK_GROUPS: readonly FlagGroup[] = [
+  ...PROBE_GROUPS,
+  {
+    title: "Logging (to stderr; the results go to stdout)",
+    flags: [CHECK_LOG_LEVEL, CHECK_LOG_FORMAT],
+  },
+  { title: "Output", flags: [OUTPUT] },
+];
+const SERVE_FLAGS: readonly Flag<unknown>[] = SERVE_GROUPS.flatMap((group) => group.flags);
+const CHECK_FLAGS: readonly Flag<unknown>[] = CHECK_GROUPS.flatMap((group) => group.flags);
+const ALL_FLAGS: readonly Flag<unknown>[] = [...SERVE_FLAGS, ...CHECK_FLAGS];
+
+const HELP_TRAILER = [
+  "Every flag can also be set from the environment: NET_EXPORTER_ and its name,",
+  "shown with each flag. The flags of one command: net-exporter serve --help,",
+  "net-exporter check --help.",
+];
 
 async function settingsOf(
   command: Command,
   flags: readonly Flag<unknown>[],
+  log: { readonly level: typeof LOG_LEVEL; readonly format: typeof LOG_FORMAT },
   env: (name: string) => string | undefined,
 ) {
   const values = readFlags(command, flags, env);
@@ -169,7 +204,7 @@ async function settingsOf(
     ? await configureDiscovery(values, peerTaker.peers, env)
     : undefined;
   const settings: CommonSettings = {
-    log: { level: LOG_LEVEL.read(values), format: LOG_FORMAT.read(values) },
+    log: { level: log.level.read(values), format: log.format.read(values) },
     collectors,
     flags: values.shown,
     discovery,
@@ -186,7 +221,16 @@ async function settingsOf(
  */
 export async function parseCommandLine(
   argv: readonly string[],
-  options: { output: CliOutput; env: (name: string) => string | undefined },
+  options: {
+    output: CliOutput;
+    env: (name: string) => string | undefined;
+    /**
+     * Names of the environment's variables, to warn of a misspelt
+     * `NET_EXPORTER_*` one; undefined where they cannot be listed (the
+     * compiled binary may read only the variables it names).
+     */
+    envNames?: () => readonly string[] | undefined;
+  },
 ): Promise<Invocation> {
   const { output, env } = options;
   let invocation: Invocation | undefined;
@@ -195,42 +239,55 @@ export async function parseCommandLine(
     .exitOverride()
     .configureOutput({ writeOut: output.writeOut, writeErr: output.writeErr })
     .showSuggestionAfterError(true)
-    .version(versionText().trimEnd(), "-V, --version", "Print the version")
-    .addHelpText(
-      "after",
-      "\nEvery flag can be set from the environment as NET_EXPORTER_ + its name (shown with each" +
-        "\nin `net-exporter serve --help`); `net-exporter check --help` lists check's.",
-    );
+    .version(versionText().trimEnd(), "-V, --version", "Print the version");
   // As every Prometheus exporter's: the top-level help lists the flags of the default command
-  // (serve) first, then the other commands.
+  // (serve) first, then the other commands. Each command's flags come in groups (a collector's
+  // beside it), the flag on its own line and its description wrapped beneath it.
   program.configureHelp({
     formatHelp: (command, helper) => {
+      if (command.name() === "check") {
+        return formatGroupedHelp(
+          command,
+          helper,
+          CHECK_GROUPS,
+          "Usage: net-exporter check [flags]",
+        );
+      }
+      if (command.name() === "serve") {
+        return formatGroupedHelp(
+          command,
+          helper,
+          SERVE_GROUPS,
+          "Usage: net-exporter [serve] [flags]",
+        );
+      }
       if (command !== program) return new Help().formatHelp(command, helper);
       const serve = command.commands.find((sub) => sub.name() === "serve")!;
-      const width = Math.max(helper.longestOptionTermLength(serve, helper), 20);
-      const rows = (items: Array<[string, string]>) =>
-        items.map(([term, text]) => `  ${term.padEnd(width)}  ${text}`).join("\n");
-      return [
-        "Usage: net-exporter [serve] [flags]",
-        "       net-exporter <command> [flags]",
-        "",
-        command.description(),
-        "",
-        "Flags (serve, the default command):",
-        rows(
-          [...helper.visibleOptions(serve), ...helper.visibleOptions(command)]
-            .filter((option, i, all) => all.findIndex((o) => o.flags === option.flags) === i)
-            .map((option) => [helper.optionTerm(option), helper.optionDescription(option)]),
-        ),
-        "",
-        "Commands:",
-        rows(
-          helper.visibleCommands(command).map((
-            sub,
-          ) => [helper.subcommandTerm(sub), helper.subcommandDescription(sub)]),
-        ),
-        "",
-      ].join("\n");
+      const width = helper.helpWidth ?? 80;
+      const commands = helper.visibleCommands(command).map((sub) =>
+        `  ${helper.subcommandTerm(sub).padEnd(16)}  ${
+          helper.boxWrap(helper.subcommandDescription(sub), width - 20).replaceAll(
+            "\n",
+            `\n${" ".repeat(20)}`,
+          )
+        }`
+      );
+      return formatGroupedHelp(
+        serve,
+        helper,
+        SERVE_GROUPS,
+        "Usage: net-exporter [serve] [flags]\n       net-exporter <command> [flags]",
+        {
+          options: helper.visibleOptions(command),
+          trailer: [
+            "",
+            "Commands:",
+            ...commands,
+            "",
+            ...HELP_TRAILER,
+          ],
+        },
+      );
     },
   });
 
@@ -245,7 +302,10 @@ export async function parseCommandLine(
     ),
     SERVE_FLAGS,
   ).action(async (_options, command: Command) => {
-    const { values, settings } = await settingsOf(command, SERVE_FLAGS, env);
+    const { values, settings } = await settingsOf(command, SERVE_FLAGS, {
+      level: LOG_LEVEL,
+      format: LOG_FORMAT,
+    }, env);
     const webConfigPath = WEB_CONFIG_FILE.read(values);
     let webConfig: { path: string; config: WebConfig } | undefined;
     if (webConfigPath !== "") {
@@ -271,7 +331,10 @@ export async function parseCommandLine(
     ),
     CHECK_FLAGS,
   ).action(async (_options, command: Command) => {
-    const { values, settings } = await settingsOf(command, CHECK_FLAGS, env);
+    const { values, settings } = await settingsOf(command, CHECK_FLAGS, {
+      level: CHECK_LOG_LEVEL,
+      format: CHECK_LOG_FORMAT,
+    }, env);
     invocation = { command: "check", settings, output: OUTPUT.read(values) };
   });
 
@@ -279,6 +342,11 @@ export async function parseCommandLine(
     invocation = { command: "version" };
   });
 
+  const mistake = explainMistake(argv, program, "serve");
+  if (mistake !== undefined) {
+    output.writeErr(mistake);
+    return { command: "exit", code: 2 };
+  }
   try {
     await program.parseAsync(argv as string[], { from: "user" });
   } catch (error) {
@@ -291,6 +359,11 @@ export async function parseCommandLine(
       return { command: "exit", code: 2 };
     }
     throw error;
+  }
+  if (invocation?.command === "serve" || invocation?.command === "check") {
+    for (const warning of unknownVariableWarnings(options.envNames?.() ?? [], ALL_FLAGS)) {
+      output.writeErr(warning);
+    }
   }
   return invocation ?? { command: "exit", code: 2 };
 }

@@ -121,10 +121,12 @@ export function valueFlag<T>(
   defaultText: string,
   parse: (value: string) => T,
   show?: (value: T) => string,
+  /** The default as help shows it, where the value itself is too long to read there. */
+  defaultDescription?: string,
 ): Flag<T> {
   const option = new Option(`--${flag} <${placeholder}>`, description)
     .env(envName(flag))
-    .default(parse(defaultText), defaultText === "" ? '""' : defaultText)
+    .default(parse(defaultText), defaultDescription ?? (defaultText === "" ? '""' : defaultText))
     .argParser(parsing(parse));
   // commander keeps what `parse` returned (or the parsed default): a T.
   return new TypedFlag<T>(
@@ -186,7 +188,7 @@ export function bucketsFlag(
   description: string,
   defaults: readonly number[],
 ): Flag<number[]> {
-  return valueFlag(flag, "seconds,...", description, defaults.join(","), (text) => {
+  const parse = (text: string) => {
     const buckets = text.split(",").map((item) => Number(item.trim()));
     buckets.forEach((bound, index) => {
       if (!(bound > 0) || (index > 0 && !(bound > buckets[index - 1]!))) {
@@ -196,7 +198,12 @@ export function bucketsFlag(
       }
     });
     return buckets;
-  });
+  };
+  // A long list reads better in help as its range and length; the status page shows it whole.
+  const shown = defaults.length > 8
+    ? `${defaults[0]},${defaults[1]},…,${defaults.at(-1)} (${defaults.length} bounds)`
+    : undefined;
+  return valueFlag(flag, "seconds,...", description, defaults.join(","), parse, undefined, shown);
 }
 
 /** A flag that takes one of `choices`. */

@@ -1,6 +1,7 @@
 /**
- * The C library through Deno's FFI: the few socket, epoll and eventfd calls
- * that kernel-timed handshakes need (collectors/kernel_dialer.ts), and
+ * The C library through Deno's FFI: the few socket, epoll, poll and eventfd
+ * calls that kernel-timed handshakes (collectors/kernel_dialer.ts) and UDP
+ * exchanges over a connected socket (collectors/udp_connected.ts) need, and
  * nothing else. Only glibc's `libc.so.6` at the paths Debian (and so the
  * distroless `cc` image), Ubuntu and Fedora put it is opened, each path
  * exactly as `--allow-ffi=…` grants it: Deno compares the granted path with
@@ -36,6 +37,10 @@ const SYMBOLS = {
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   // On a thread of Deno's blocking pool, returning a promise: the only call that waits.
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  // As epoll_wait: on a thread of the blocking pool, for the few sockets of one exchange.
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   __errno_location: { parameters: [], result: "pointer" },
   memcpy: { parameters: ["buffer", "pointer", "usize"], result: "pointer" },
 } as const;
@@ -58,6 +63,8 @@ export const LINUX = {
   AF_INET: 2,
   AF_INET6: 10,
   SOCK_STREAM: 1,
+  SOCK_DGRAM: 2,
+  POLLIN: 0x001,
   SOCK_NONBLOCK: 0o4000,
   SOCK_CLOEXEC: 0o2000000,
   SOL_SOCKET: 1,
@@ -144,4 +151,45 @@ export function openLibc(paths: readonly string[] = LIBC_PATHS): Libc {
     `Cannot open libc: current paths ${paths.join(", ")} failed`,
     { cause: lastError },
   );
+}
+
+const CSTRING = new TextEncoder();
+
+/**
+ * `address` (an IP, IPv6 with an optional `%zone`) and `port` as the C
+ * `struct sockaddr_in` or `sockaddr_in6` a `connect` takes, with its family.
+ * @throws {TypeError} when `address` is not an IP address.
+ */
+export function encodeSockaddr(
+  libc: Libc,
+  address: string,
+  port: number,
+): { family: number; bytes: Uint8Array<ArrayBuffer> } {
+  const [host, zone] = address.split("%") as [string, string | undefined];
+  const text = CSTRING.encode(`${host}\0`);
+  const v4 = new Uint8Array(4);
+  if (zone === undefined && libc.symbols.inet_pton(LINUX.AF_INET, text, v4) === 1) {
+    // struct sockaddr_in (netinet/in.h): family, port (network order), address, 8 bytes of zero.
+    const bytes = new Uint8Array(16);
+    const view = new DataView(bytes.buffer);
+    view.setUint16(0, LINUX.AF_INET, true);
+    view.setUint16(2, port, false);
+    bytes.set(v4, 4);
+    return { family: LINUX.AF_INET, bytes };
+  }
+  // struct sockaddr_in6: family, port, flow info, 16-byte address, scope id.
+  const bytes = new Uint8Array(28);
+  const view = new DataView(bytes.buffer);
+  view.setUint16(0, LINUX.AF_INET6, true);
+  view.setUint16(2, port, false);
+  if (libc.symbols.inet_pton(LINUX.AF_INET6, text, bytes.subarray(8, 24)) !== 1) {
+    throw new TypeError(`Cannot use ${address}: current value is not an IP address`);
+  }
+  if (zone !== undefined) {
+    const scope = /^\d+$/.test(zone)
+      ? Number(zone)
+      : libc.symbols.if_nametoindex(CSTRING.encode(`${zone}\0`));
+    view.setUint32(24, scope, true);
+  }
+  return { family: LINUX.AF_INET6, bytes };
 }

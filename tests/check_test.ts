@@ -107,6 +107,17 @@ Deno.test("check: NTP servers are checked too, with the clock offset beside the 
   assert.equal(json.code, 0, json.stderr);
   const [row] = JSON.parse(json.stdout);
   assert.equal(row.collector, "ntp");
-  assert.ok(Math.abs(row.readings.offsetSeconds - 0.3) < 0.01, JSON.stringify(row));
+  assert.ok(Math.abs(row.readings.offset_seconds - 0.3) < 0.01, JSON.stringify(row));
   assert.deepEqual(row.labels, { server: ahead.address });
+  // One casing throughout, as the metrics' names: snake_case.
+  const keys = (value: unknown): string[] =>
+    value !== null && typeof value === "object"
+      ? Object.entries(value).flatMap(([key, inner]) =>
+        Array.isArray(value) ? keys(inner) : [key, ...keys(inner)]
+      )
+      : [];
+  for (const key of keys(JSON.parse(json.stdout))) {
+    if (key === "labels") continue;
+    assert.match(key, /^[a-z0-9]+(_[a-z0-9]+)*$/, `${key} is snake_case`);
+  }
 });

@@ -87,7 +87,7 @@ Deno.test("cli: switches from the environment take true/false", async () => {
 
 Deno.test("cli: bad input is one line naming the flag and the value, exit 2", async () => {
   const cases: Array<[string[], Record<string, string>, RegExp]> = [
-    [["--bogus"], {}, /unknown option '--bogus'/],
+    [["--bogus"], {}, /unknown flag '--bogus'/],
     [["--dns.interval=soon"], {}, /--dns\.interval.*'soon'.*Cannot parse duration/],
     [["--dns.timeout=20s"], {}, /--dns\.timeout=20s is not below --dns\.interval=15s/],
     [["--network.interval=10000h"], {}, /--network\.interval.*'10000h'.*from 1ms to 576h/],
@@ -132,6 +132,67 @@ Deno.test("cli: help exits 0; version and check are commands", async () => {
   const check = (await parse(["check", "--output=json", "--dns.servers=127.0.0.1:53"])).invocation;
   assert.ok(check.command === "check");
   assert.equal(check.output, "json");
+});
+
+Deno.test("cli: a misspelt flag (with =value too), command or NET_EXPORTER_ variable gets a suggestion", async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [["--dns.host=localhost."], /unknown flag '--dns\.host'.*\n\(Did you mean --dns\.hosts\?\)/],
+    [["--dns.host", "localhost."], /\(Did you mean --dns\.hosts\?\)/],
+    [["check", "--ntp.server=10.0.0.1"], /for 'check'\n\(Did you mean --ntp\.servers\?\)/],
+    [["serv"], /unknown command 'serv'.*\n\(Did you mean serve\?\)/],
+    [["chekc", "--dns.hosts=a."], /unknown command 'chekc'.*\n\(Did you mean check\?\)/],
+    [["--dns.hosts", "a.", "stray"], /unknown command 'stray'/],
+  ];
+  for (const [argv, message] of cases) {
+    const { invocation, err, out } = await parse(argv);
+    assert.deepEqual(invocation, { command: "exit", code: 2 }, argv.join(" "));
+    assert.match(err, message, argv.join(" "));
+    assert.equal(out, "");
+  }
+  // A flag's value is never taken for a command, and "help" stays commander's.
+  assert.equal((await parse(["--dns.hosts", "check."])).invocation.command, "serve");
+  assert.deepEqual((await parse(["help", "check"])).invocation, { command: "exit", code: 0 });
+
+  let warnings = "";
+  const env = { NET_EXPORTER_DNS_HOST: "a.", NET_EXPORTER_DNS_HOSTS: "b.", OTHER: "x" };
+  const warned = await parseCommandLine([], {
+    output: { writeOut: () => {}, writeErr: (text) => (warnings += text) },
+    env: (name) => env[name as keyof typeof env],
+    envNames: () => Object.keys(env),
+  });
+  assert.equal(warned.command, "serve", "a warning, not a refusal");
+  assert.equal(
+    warnings,
+    "warning: environment variable NET_EXPORTER_DNS_HOST sets no flag and is ignored (did you mean NET_EXPORTER_DNS_HOSTS?)\n",
+  );
+});
+
+Deno.test("cli: help groups each flag under what it belongs to, wrapped to 80 columns off a terminal", async () => {
+  for (const argv of [["--help"], ["serve", "--help"], ["check", "--help"]]) {
+    const { out } = await parse(argv);
+    for (const line of out.split("\n")) {
+      assert.ok([...line].length <= 80, `${argv.join(" ")}: ${line.length} columns: ${line}`);
+    }
+    const section = (title: string) => {
+      const start = out.indexOf(`\n${title}:\n`);
+      assert.ok(start >= 0, `${argv.join(" ")} has "${title}"`);
+      const end = out.indexOf("\n\n", start + 1);
+      return out.slice(start, end === -1 ? undefined : end);
+    };
+    assert.match(section("The network collector"), /--network\.port/);
+    assert.doesNotMatch(
+      section("Kubernetes discovery (peers for the network collector)"),
+      /--network\./,
+    );
+    assert.match(section("The ntp collector"), /--ntp\.servers/);
+  }
+  const check = (await parse(["check", "--help"])).out;
+  assert.match(check, /--output/);
+  assert.doesNotMatch(check, /--web\.listen-address/);
+  // check logs only what went wrong, as text, unless told otherwise.
+  const invocation = (await parse(["check", "--dns.servers=127.0.0.1"])).invocation;
+  assert.ok(invocation.command === "check");
+  assert.deepEqual(invocation.settings.log, { level: "warning", format: "text" });
 });
 
 Deno.test("cli: the ecosystem's spellings are understood, and a bare port gets a suggestion", async () => {

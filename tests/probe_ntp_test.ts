@@ -6,6 +6,8 @@ import { probeNtp } from "../collectors/probe_ntp.ts";
 import { NTP_BUCKETS, NtpCollector, type NtpConfig } from "../collectors/ntp.ts";
 import { createExporterMetrics } from "../exporter/metrics.ts";
 import { parseCommandLine } from "../exporter/cli.ts";
+import { openLibc } from "../lib/libc.ts";
+import { connectedUdpExchanger } from "../collectors/udp_connected.ts";
 
 const probe = (port: number, timeoutMs = 1_000) =>
   probeNtp({ hostname: "127.0.0.1", port }, {}, AbortSignal.timeout(timeoutMs));
@@ -183,3 +185,87 @@ function configureNtpFor(address: string): NtpConfig {
     buckets: NTP_BUCKETS,
   };
 }
+
+/** Entries of this process's open descriptors, listed by `ls` (Deno denies /proc/self to tests). */
+function openDescriptors(): number {
+  const output = new Deno.Command("ls", { args: [`/proc/${Deno.pid}/fd`] }).outputSync();
+  return new TextDecoder().decode(output.stdout).split("\n").filter(Boolean).length;
+}
+
+/** A loopback UDP port that nothing listens on (bound, then closed). */
+function closedUdpPort(hostname: string): number {
+  const socket = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
+  const port = (socket.addr as Deno.NetAddr).port;
+  socket.close();
+  return port;
+}
+
+Deno.test("NTP over a socket connected through libc: a closed port is refused at once, and the rest reads as over Deno's socket", async () => {
+  const libc = openLibc();
+  const exchanger = connectedUdpExchanger(libc);
+  const over = (hostname: string, port: number, timeoutMs: number) =>
+    probeNtp({ hostname, port }, { exchanger }, AbortSignal.timeout(timeoutMs));
+  try {
+    const before = openDescriptors();
+    // A deadline of 5 s: "refused" can only come from the ICMP port unreachable, long before it.
+    for (const hostname of ["127.0.0.1", "::1"]) {
+      const refused = await over(hostname, closedUdpPort(hostname), 5_000);
+      assert(!refused.ok);
+      assert.equal(refused.reason, "refused", refused.message);
+      assert.match(refused.message, /ECONNREFUSED/);
+    }
+    {
+      await using server = startNtpServer({ offsetMs: 60 });
+      const result = await over("127.0.0.1", server.port, 1_000);
+      assert(result.ok, JSON.stringify(result));
+      assertNear(result.offsetSeconds, 0.060, 0.005, "offset");
+    }
+    for (const forge of ["wrong-origin", "client-mode", "short"] as const) {
+      await using server = startNtpServer({ forge, silent: true });
+      const result = await over("127.0.0.1", server.port, 300);
+      assert(!result.ok);
+      assert.equal(result.reason, "invalid", `${forge}: ${result.message}`);
+    }
+    // A datagram from another port never reaches a connected socket: it is silence.
+    {
+      await using server = startNtpServer({ forge: "other-port", silent: true });
+      const result = await over("127.0.0.1", server.port, 300);
+      assert(!result.ok);
+      assert.equal(result.reason, "timeout", result.message);
+    }
+    // Cancelled mid-exchange (shutdown): rethrown, not counted, and nothing left open.
+    {
+      await using server = startNtpServer({ silent: true });
+      const controller = new AbortController();
+      const pending = probeNtp(
+        { hostname: "127.0.0.1", port: server.port },
+        { exchanger },
+        controller.signal,
+      );
+      setTimeout(() => controller.abort(new DOMException("shutdown", "AbortError")), 50);
+      await assert.rejects(() => pending);
+    }
+    assert.ok(openDescriptors() <= before, "every socket and eventfd closed");
+  } finally {
+    libc.close();
+  }
+});
+
+Deno.test("NTP collector: with libc, a closed server port is refused, not a timeout", async () => {
+  const metrics = createExporterMetrics();
+  const server = `127.0.0.1:${closedUdpPort("127.0.0.1")}`;
+  const collector = new NtpCollector(
+    { ...configureNtpFor(server), timeoutMs: 5_000 },
+    { metrics, logger: getLogger(["test"]) },
+  );
+  try {
+    await collector.warmUp(AbortSignal.timeout(5_000));
+    const [status] = await collector.probeAll(AbortSignal.timeout(10_000));
+    assert.equal(status!.state, "down");
+    assert.equal(status!.reason, "refused", status!.message ?? "");
+    const exposition = new Exposition(await metrics.registry.metrics());
+    assert.equal(exposition.value("ntp_sync_error_total", { server, reason: "refused" }), 1);
+  } finally {
+    await collector.stop();
+  }
+});
