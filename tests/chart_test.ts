@@ -765,7 +765,8 @@ Deno.test({
   },
 });
 
-const PANELS = "chart: every dashboard query is valid PromQL (promtool check rules)";
+const PANELS =
+  "chart: every dashboard query, and every query of docs/queries.md, is valid PromQL (promtool check rules)";
 Deno.test({
   name: PANELS,
   ignore: !requires(PANELS, { commands: ["promtool"] }),
@@ -774,11 +775,16 @@ Deno.test({
       await Deno.readTextFile(new URL("../chart/dashboards/net-exporter.json", import.meta.url)),
     );
     // Grafana's variables, replaced by what they stand for.
-    const exprs = (dashboard.panels as Array<{ targets?: Array<{ expr: string }> }>)
+    const panels = (dashboard.panels as Array<{ targets?: Array<{ expr: string }> }>)
       .flatMap((panel) => panel.targets ?? []).map((target) =>
         target.expr.replaceAll("$__rate_interval", "5m").replace(/\$\w+/g, ".*")
       );
-    assert.ok(exprs.length >= 6, `queries: ${exprs.length}`);
+    assert.ok(panels.length >= 6, `queries: ${panels.length}`);
+    // The PromQL of docs/queries.md, each ```promql block, is checked the same way.
+    const guide = await Deno.readTextFile(new URL("../docs/queries.md", import.meta.url));
+    const documented = [...guide.matchAll(/```promql\n([\s\S]*?)```/g)].map((match) => match[1]!);
+    assert.ok(documented.length >= 10, `documented queries: ${documented.length}`);
+    const exprs = [...panels, ...documented];
     const dir = await Deno.makeTempDir({ prefix: "panels-" });
     try {
       const rules = exprs.map((expr, index) => ({ record: `panel:query${index}`, expr }));

@@ -95,8 +95,10 @@ Deno.test("readme: the chart values table lists exactly the values the schema al
 Deno.test("readme: at most 25 KB, and every relative link of the documents names a file that exists", async () => {
   assert.ok(readme.length <= 25 * 1024, `README is ${readme.length} bytes`);
   const documents = ["README.md", "chart/README.md", "CONTRIBUTING.md"];
-  for await (const entry of Deno.readDir(new URL("../docs/", import.meta.url))) {
-    if (entry.name.endsWith(".md")) documents.push(`docs/${entry.name}`);
+  for (const folder of ["docs", "docs/reports"]) {
+    for await (const entry of Deno.readDir(new URL(`../${folder}/`, import.meta.url))) {
+      if (entry.name.endsWith(".md")) documents.push(`${folder}/${entry.name}`);
+    }
   }
   for (const file of documents) {
     const text = await Deno.readTextFile(new URL(`../${file}`, import.meta.url));
@@ -132,4 +134,29 @@ Deno.test({
     assert.deepEqual(report.dns, [1], "localhost. resolved");
     assert.deepEqual(report.network, [1], "its own port answered");
   },
+});
+
+Deno.test("readme: the project files a user looks for exist: the full licence, a changelog, a security policy", async () => {
+  const text = (path: string) => Deno.readTextFile(new URL(`../${path}`, import.meta.url));
+  const license = await text("LICENSE");
+  assert.match(license, /TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION/);
+  assert.match(
+    license,
+    /9\. Accepting Warranty or Additional Liability/,
+    "the whole text, not a notice",
+  );
+  assert.match(await text("CHANGELOG.md"), /^## \[Unreleased\]$/m);
+  assert.match(await text("SECURITY.md"), /Report a vulnerability/);
+  for (const guide of ["check", "queries", "migration", "runbooks"]) {
+    assert.ok((await text(`docs/${guide}.md`)).length > 1_000, `docs/${guide}.md`);
+  }
+  // Each report opens with what was measured, on what, and what it means.
+  for await (const entry of Deno.readDir(new URL("../docs/reports/", import.meta.url))) {
+    const report = await text(`docs/reports/${entry.name}`);
+    assert.match(
+      report,
+      /^# .*\n\n> \*\*In short\.\*\*/,
+      `docs/reports/${entry.name} opens with its summary`,
+    );
+  }
 });

@@ -3,7 +3,7 @@
  * handshake, a DNS server that holds each answer 20 ms and an NTP server
  * 250 ms ahead over a 20 ms path, over five runs of the real program, beside
  * Python timing the same exchanges with nothing but a socket. Writes
- * docs/check.md (and prints it). Everything on 127.0.0.1.
+ * docs/reports/check.md (and prints it). Everything on 127.0.0.1.
  */
 
 import { startDnsServer } from "../helpers/dns_server.ts";
@@ -99,7 +99,13 @@ for (const line of new TextDecoder().decode(output.stdout).trim().split("\n")) {
 
 const row = (what: string, ours: number[], theirs: number[]) =>
   `| ${what} | ${ms(median(ours))} | ${ours.map(ms).join(", ")} | ${ms(median(theirs))} |`;
-const report = `# What \`net-exporter check\` reads
+const report = `# Report: what \`net-exporter check\` reads
+
+> **In short.** A fresh \`net-exporter check\` process, run the way an operator runs it on a node,
+> against test servers whose true figures are known (a DNS server holding each answer, an NTP
+> server with its clock ahead), beside Python timing the same exchanges with a bare socket. What it
+> means: the one-shot figures \`check\` prints are as true as the running exporter's, not inflated
+> by the process starting up. How to use \`check\`: [../check.md](../check.md).
 
 Written by \`deno task bench:check\` on ${
   new Date().toISOString().slice(0, 10)
@@ -124,6 +130,6 @@ column is what the servers really take. An NTP reply read a moment after it land
 which adds to δ and takes half as much from θ. \`check\` runs each collector's probe path untimed against
 loopback stand-ins before the first timed probe, so a fresh process does not time its own start-up.
 `;
-await Deno.mkdir(new URL("../../docs/", import.meta.url), { recursive: true });
-await Deno.writeTextFile(new URL("../../docs/check.md", import.meta.url), report);
+await Deno.mkdir(new URL("../../docs/reports/", import.meta.url), { recursive: true });
+await Deno.writeTextFile(new URL("../../docs/reports/check.md", import.meta.url), report);
 console.log(report);

@@ -487,7 +487,7 @@ const table = [
   ...rows.map((r) => `| ${r.attack} | ${r.measured} | ${r.bound} | ${r.held ? "✓" : "✗"} |`),
 ].join("\n");
 const written = await rewriteDocsBlock(
-  "hardening.md",
+  "reports/front-door.md",
   "front-door",
   "deno task bench:front-door",
   `${table}\n\nA minute of three attacks at once (the 16 KiB many-header head from 2 connections, ` +

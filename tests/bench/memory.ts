@@ -391,7 +391,7 @@ if (import.meta.main) {
   console.log(markdown);
   if (!QUICK) {
     const written = await rewriteDocsBlock(
-      "benchmark.md",
+      "reports/benchmark.md",
       "memory",
       "deno task bench",
       markdown,

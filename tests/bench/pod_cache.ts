@@ -110,5 +110,5 @@ const table = [
 ].join("\n");
 console.log(table);
 console.error(
-  `wrote ${await rewriteDocsBlock("benchmark.md", "pod-cache", "deno task bench", table)}`,
+  `wrote ${await rewriteDocsBlock("reports/benchmark.md", "pod-cache", "deno task bench", table)}`,
 );

@@ -137,7 +137,12 @@ if (import.meta.main && Deno.args.includes("--json")) {
   console.log(markdown);
   if (!QUICK) {
     console.error(
-      `wrote ${await rewriteDocsBlock("benchmark.md", "render", "deno task bench", markdown)}`,
+      `wrote ${await rewriteDocsBlock(
+        "reports/benchmark.md",
+        "render",
+        "deno task bench",
+        markdown,
+      )}`,
     );
   }
 }

@@ -193,7 +193,7 @@ console.log(
 // A partial run (sizes given) prints its figures but leaves the document's full table alone.
 if (Deno.args.length === 0) {
   const written = await rewriteDocsBlock(
-    "benchmark.md",
+    "reports/benchmark.md",
     "bench",
     "deno task bench",
     lines.join("\n"),

@@ -3,7 +3,7 @@
  * kube-controller-manager, kube-scheduler, built from Go modules on first use)
  * over the simulated nodes, `helm install` of chart/, and every scenario of
  * scenarios.ts. Writes report.json and report.md, and (with the default node
- * count) the results block of docs/cluster.md. Exits 1 when a scenario's
+ * count) the results block of docs/reports/cluster.md. Exits 1 when a scenario's
  * figure is not what it must be.
  *
  * Usage (as root, with Debian's etcd-server and etcd-client, Go and helm):
@@ -60,7 +60,7 @@ try {
   if (args.nodes === DEFAULT_NODES) {
     console.error(
       `wrote ${await rewriteDocsBlock(
-        "cluster.md",
+        "reports/cluster.md",
         "cluster",
         "deno task cluster",
         markdown(report),

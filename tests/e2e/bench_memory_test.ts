@@ -1,7 +1,7 @@
 /**
  * The memory bench (tests/bench/memory.ts) in its quick form: it bundles,
  * runs and reads what it says it does. Its figures are the bench's to report
- * (docs/benchmark.md), not this test's to judge; this checks that they are
+ * (docs/reports/benchmark.md), not this test's to judge; this checks that they are
  * measured, whole and consistent.
  */
 

@@ -54,7 +54,7 @@ Deno.test({
     const reference = await cluster.reference(a, [b.address], 15);
     const after = await scrape(a);
     assert.ok(exporter.length >= 5, `exporter samples: ${exporter}`);
-    // How close to the reference is a figure for the simulation's report (docs/simulation.md), not
+    // How close to the reference is a figure for the simulation's report (docs/reports/simulation.md), not
     // a bound a loaded machine may break: here, never faster than the link, and in its bucket.
     assert.ok(
       median(exporter) >= 40,

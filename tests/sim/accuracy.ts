@@ -18,7 +18,7 @@
  * reference from node-0 to node-1 runs through it, then each server is asked
  * `histogram_quantile` over the window — the native form, the classic form,
  * and the chart's own `native or classic` form that its rules and dashboard
- * use. Results go to report.json and (full runs) docs/accuracy.md.
+ * use. Results go to report.json and (full runs) docs/reports/accuracy.md.
  *
  * Usage (as root): deno task bench:accuracy [--quick] [--out=accuracy-report]
  * @module
@@ -377,7 +377,7 @@ if (import.meta.main) {
         `TCP_INFO round trip for a handshake from node-0 to node-1 every ${REFERENCE_PERIOD_MS} ms in the same window.\n\n${table}`;
       console.error(
         `wrote ${await rewriteDocsBlock(
-          "accuracy.md",
+          "reports/accuracy.md",
           "in-cluster",
           "deno task bench:accuracy",
           text,

@@ -2,7 +2,7 @@
  * `deno task sim:alerts`: every alert scenario against a real Prometheus
  * watching the simulated cluster, and every dashboard query. Writes
  * report.json and report.md, and (with the default node count) the results
- * block of docs/alerts.md. Exits 1 when any scenario or panel fails.
+ * block of docs/reports/alerts.md. Exits 1 when any scenario or panel fails.
  *
  * Usage (as root, with Debian's prometheus and helm on the PATH):
  *   deno task sim:alerts [--nodes=5] [--out=alerts-report]
@@ -71,7 +71,7 @@ try {
   if (args.nodes === DEFAULT_NODES) {
     console.error(
       `wrote ${await rewriteDocsBlock(
-        "alerts.md",
+        "reports/alerts.md",
         "alerts",
         "deno task sim:alerts",
         markdown(report),

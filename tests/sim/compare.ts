@@ -173,7 +173,7 @@ if (import.meta.main) {
     if (documented) {
       console.error(
         `wrote ${await rewriteDocsBlock(
-          "comparison.md",
+          "reports/comparison.md",
           "compare",
           "deno task compare",
           markdown(report),

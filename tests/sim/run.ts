@@ -319,7 +319,12 @@ async function main(cluster: SimCluster, nodes: number, crowd: number): Promise<
   // A run with the documented settings rewrites the document's results; others only their report.
   if (args.nodes === DEFAULT_NODES && args.crowd === DEFAULT_CROWD) {
     console.error(
-      `wrote ${await rewriteDocsBlock("simulation.md", "sim", "deno task sim", markdown(report))}`,
+      `wrote ${await rewriteDocsBlock(
+        "reports/simulation.md",
+        "sim",
+        "deno task sim",
+        markdown(report),
+      )}`,
     );
   }
 }

@@ -56,7 +56,7 @@ export interface ToolConfig {
   readonly name: string;
   /** The port it listens on, on the pod's IP; peers are dialled on the same port. */
   readonly port: number;
-  /** argv; `{placeholders}` are filled per node (see docs/comparison.md). */
+  /** argv; `{placeholders}` are filled per node (see docs/reports/comparison.md). */
   readonly command: readonly string[];
   /** Files written to `{config_dir}` (placeholders filled), e.g. a config file. */
   readonly files?: Readonly<Record<string, string>>;
