@@ -20,7 +20,12 @@
  * and the chart's own `native or classic` form that its rules and dashboard
  * use. Results go to report.json and (full runs) docs/reports/accuracy.md.
  *
- * Usage (as root): deno task bench:accuracy [--quick] [--out=accuracy-report]
+ * The link emulator runs on a CPU of its own, apart from the nodes' processes
+ * (`--shared-cores` to share them): a wire takes no CPU from the senders, and
+ * an emulator that waits for a sender to yield its core adds to the senders'
+ * round trips in a way that depends on how each sender waits.
+ *
+ * Usage (as root): deno task bench:accuracy [--quick] [--shared-cores] [--out=accuracy-report]
  * @module
  */
 
@@ -343,19 +348,34 @@ export function markdown(rows: readonly Row[]): string {
   return [instrument, ...sections].join("\n\n");
 }
 
+/**
+ * The link emulator on the last CPU, the nodes' processes (the exporters and the references that
+ * are measured) on the others. The busy loops are not pinned: they load every core, the
+ * emulator's too. Undefined on a single CPU.
+ */
+export function emulatorApart(): { emulator: string; nodes: string } | undefined {
+  const cpus = navigator.hardwareConcurrency;
+  if (cpus < 2) return undefined;
+  return { emulator: String(cpus - 1), nodes: cpus === 2 ? "0" : `0-${cpus - 2}` };
+}
+
 if (import.meta.main) {
   const { values: args } = parseArgs({
     args: Deno.args,
     options: {
       quick: { type: "boolean", default: false },
       out: { type: "string", default: "accuracy-report" },
+      // The link emulator shares the cores with the senders (as runs before 2026-12-05 14:10Z did).
+      "shared-cores": { type: "boolean", default: false },
     },
   });
+  const cpus = emulatorApart();
   const cluster = await createForCommandLine({
     nodes: 2,
     intervalMs: PROBE_INTERVAL_MS,
     timeoutMs: PROBE_TIMEOUT_MS,
     maxPeers: 1,
+    ...(cpus && !args["shared-cores"] ? { cpus } : {}),
   });
   let code = 1;
   const dir = await Deno.makeTempDir({ prefix: "net-exporter-accuracy-" });
@@ -374,7 +394,11 @@ if (import.meta.main) {
     if (!args.quick) {
       const text = `The exporter probes every ${PROBE_INTERVAL_MS} ms, ` +
         `Prometheus scrapes every ${SCRAPE_INTERVAL}, each figure over a ${WINDOW_S} s window; the reference is Python's own ` +
-        `TCP_INFO round trip for a handshake from node-0 to node-1 every ${REFERENCE_PERIOD_MS} ms in the same window.\n\n${table}`;
+        `TCP_INFO round trip for a handshake from node-0 to node-1 every ${REFERENCE_PERIOD_MS} ms in the same window. ` +
+        (cluster.options.cpus
+          ? `The link emulator runs on CPU ${cluster.options.cpus.emulator}, the nodes' processes (exporters, references) on CPU ${cluster.options.cpus.nodes}; the busy loops on every CPU.`
+          : "The link emulator shares the CPUs with the nodes' processes (`--shared-cores`).") +
+        `\n\n${table}`;
       console.error(
         `wrote ${await rewriteDocsBlock(
           "reports/accuracy.md",

@@ -161,6 +161,13 @@ export interface SimOptions {
   readonly maxPeers?: number;
   /** Extra peer pods, all in one namespace behind one listener, for runs under load. */
   readonly crowd?: number;
+  /**
+   * CPUs (a `taskset -c` list) for the link emulator and for everything that runs in the nodes'
+   * namespaces (exporters, references). The emulator is a process that must run for a packet to
+   * cross a link, where a wire needs no CPU at all: on a CPU of its own it never waits for a
+   * sender to yield the core it shares. Default: no pinning.
+   */
+  readonly cpus?: { readonly emulator: string; readonly nodes: string };
 }
 
 /** A running simulated cluster. */
@@ -228,8 +235,9 @@ export class SimCluster implements AsyncDisposable {
     await run("ip", "addr", "add", `${this.controlAddress}/21`, "dev", this.#control);
     await run("ip", "link", "set", this.#control, "up");
 
-    this.#emulator = new Deno.Command("python3", {
-      args: [LINKEMU],
+    const [emulatorCommand, ...emulatorArgs] = this.#pinned("emulator", ["python3", LINKEMU]);
+    this.#emulator = new Deno.Command(emulatorCommand!, {
+      args: emulatorArgs,
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",
@@ -415,7 +423,16 @@ export class SimCluster implements AsyncDisposable {
       {
         host: node.address,
         port: EXPORTER_PORT,
-        command: ["ip", "netns", "exec", node.netns, Deno.execPath(), "run", ...START_FLAGS, MAIN],
+        command: this.#pinned("nodes", [
+          "ip",
+          "netns",
+          "exec",
+          node.netns,
+          Deno.execPath(),
+          "run",
+          ...START_FLAGS,
+          MAIN,
+        ]),
         env: {
           POD_NAME: node.podName,
           NODE_NAME: node.name,
@@ -435,7 +452,16 @@ export class SimCluster implements AsyncDisposable {
     const exporter = await startExporter(args, {
       host: node.address,
       port,
-      command: ["ip", "netns", "exec", node.netns, Deno.execPath(), "run", ...START_FLAGS, MAIN],
+      command: this.#pinned("nodes", [
+        "ip",
+        "netns",
+        "exec",
+        node.netns,
+        Deno.execPath(),
+        "run",
+        ...START_FLAGS,
+        MAIN,
+      ]),
     });
     this.beforeTeardown(() => exporter.stop().then(() => {}, () => {}));
     return exporter;
@@ -538,7 +564,7 @@ export class SimCluster implements AsyncDisposable {
       clock?: "wall" | "kernel";
     } = {},
   ): Promise<number[]> {
-    const output = await run(
+    const [command, ...args] = this.#pinned("nodes", [
       "env",
       `REFERENCE_CLOCK=${clock}`,
       "ip",
@@ -551,8 +577,15 @@ export class SimCluster implements AsyncDisposable {
       String(samples),
       String(periodMs),
       ...addresses,
-    );
+    ]);
+    const output = await run(command!, ...args);
     return JSON.parse(output) as number[];
+  }
+
+  /** `command` run on the CPUs of `role` when {@link SimOptions.cpus} says so. */
+  #pinned(role: "emulator" | "nodes", command: string[]): string[] {
+    const cpus = this.options.cpus?.[role];
+    return cpus === undefined ? command : ["taskset", "-c", cpus, ...command];
   }
 
   /** Tears everything down once; a second call (e.g. Ctrl-C during a teardown) waits for the first. */
