@@ -28,12 +28,21 @@ export type ProbeOutcome =
     readonly readings?: Readonly<Record<string, number>>;
     /** Events seen by the probe, added to the counters of {@link ProbeMetricsSpec.counters}. */
     readonly counts?: Readonly<Record<string, number>>;
+    /**
+     * Several timings of one probe (an echo round's datagrams): each goes into the latency
+     * histogram instead of `seconds`, which stays the probe's figure for the status page.
+     */
+    readonly observations?: readonly number[];
   }
   | {
     readonly ok: false;
     readonly reason: string;
     readonly message: string;
     readonly counts?: Readonly<Record<string, number>>;
+    /** Timings a failed probe still made (the small echoes of a round whose full-size one was lost). */
+    readonly observations?: readonly number[];
+    /** Figures of a failure, for the readings that are kept while a target fails. */
+    readonly readings?: Readonly<Record<string, number>>;
   };
 
 /** One thing to probe. Two targets with the same key are the same target. */
@@ -114,6 +123,13 @@ export interface CollectorContext {
    * `"debug"`, at debug only (`check`, whose output says it already).
    */
   readonly targetChanges?: "logged" | "debug";
+  /**
+   * The address `serve` answers HTTP on, once bound (a collector that answers its peers, as the
+   * echo collector does, takes the same host and port); undefined in `check`.
+   */
+  readonly listen?: () => { readonly hostname: string; readonly port: number } | undefined;
+  /** Peers come from Kubernetes discovery: only they are peers (the echo collector answers them only). */
+  readonly peersFromDiscovery?: boolean;
   readonly clock?: Clock;
   readonly random?: () => number;
 }
@@ -148,6 +164,10 @@ export interface ProbeMetrics {
   readonly readings: Readonly<Record<string, client.Gauge<string>>>;
   /** A counter per kind of event a probe counts (success or not), by count name. */
   readonly counters: Readonly<Record<string, client.Counter<string>>>;
+  /** Labels a count adds to the target's on its counter (e.g. `size="full"`), by count name. */
+  readonly counterLabels: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** Readings kept while a target fails, and set at 0 when it appears. */
+  readonly keptReadings: ReadonlySet<string>;
 }
 
 /** The generic collector: owns metrics and state for a changing set of targets. */
@@ -211,8 +231,11 @@ export class ProbeCollector implements Collector {
         for (const reason of this.#metrics.reasons) {
           this.#metrics.errors.inc({ ...target.labels, reason }, 0);
         }
-        for (const counter of Object.values(this.#metrics.counters)) {
-          counter.inc(target.labels, 0);
+        for (const [name, counter] of Object.entries(this.#metrics.counters)) {
+          counter.inc({ ...target.labels, ...this.#metrics.counterLabels[name] }, 0);
+        }
+        for (const name of this.#metrics.keptReadings) {
+          this.#metrics.readings[name]?.set(target.labels, 0);
         }
         this.#history.set(key, new TargetHistory());
         this.#status.set(key, {
@@ -287,7 +310,9 @@ export class ProbeCollector implements Collector {
     this.#metrics.lastLatency.remove(target.labels);
     this.#metrics.success.remove(target.labels);
     for (const gauge of Object.values(this.#metrics.readings)) gauge.remove(target.labels);
-    for (const counter of Object.values(this.#metrics.counters)) counter.remove(target.labels);
+    for (const [name, counter] of Object.entries(this.#metrics.counters)) {
+      counter.remove({ ...target.labels, ...this.#metrics.counterLabels[name] });
+    }
     for (const reason of this.#metrics.reasons) {
       this.#metrics.errors.remove({ ...target.labels, reason });
     }
@@ -308,11 +333,16 @@ export class ProbeCollector implements Collector {
     this.#history.get(target.key)?.record(at, outcome);
     for (const [name, counter] of Object.entries(this.#metrics.counters)) {
       const count = outcome.counts?.[name];
-      if (count !== undefined && count > 0) counter.inc(target.labels, count);
+      if (count !== undefined && count > 0) {
+        counter.inc({ ...target.labels, ...this.#metrics.counterLabels[name] }, count);
+      }
+    }
+    for (const value of outcome.observations ?? []) {
+      this.#metrics.latency.observe(target.labels, value);
     }
     let status: TargetStatus;
     if (outcome.ok) {
-      this.#metrics.latency.observe(target.labels, outcome.seconds);
+      if (!outcome.observations) this.#metrics.latency.observe(target.labels, outcome.seconds);
       this.#metrics.lastLatency.set(target.labels, outcome.seconds);
       this.#metrics.success.set(target.labels, 1);
       for (const [name, gauge] of Object.entries(this.#metrics.readings)) {
@@ -332,7 +362,12 @@ export class ProbeCollector implements Collector {
     } else {
       this.#metrics.errors.inc({ ...target.labels, reason: outcome.reason });
       this.#metrics.lastLatency.remove(target.labels);
-      for (const gauge of Object.values(this.#metrics.readings)) gauge.remove(target.labels);
+      for (const [name, gauge] of Object.entries(this.#metrics.readings)) {
+        if (!this.#metrics.keptReadings.has(name)) gauge.remove(target.labels);
+        else if (outcome.readings?.[name] !== undefined) {
+          gauge.set(target.labels, outcome.readings[name]);
+        }
+      }
       this.#metrics.success.set(target.labels, 0);
       status = {
         collector: this.name,
@@ -401,10 +436,27 @@ export interface ProbeMetricsSpec {
   };
   /** Help of `<prefix>_error_total`. */
   readonly internalHelp: string;
-  /** Further figures of a success: reading name → its gauge's name and help. */
-  readonly readings?: Readonly<Record<string, { readonly name: string; readonly help: string }>>;
-  /** Events a probe counts: count name → its counter's name and help. */
-  readonly counters?: Readonly<Record<string, { readonly name: string; readonly help: string }>>;
+  /** The latency histogram's name and help (default `<prefix>_latency_seconds`, "Time of …"). */
+  readonly latency?: { readonly name: string; readonly help: string };
+  /**
+   * Further figures of a success: reading name → its gauge's name and help. A `kept` reading
+   * exists at 0 from the moment its target does and stays while the target fails (updated
+   * from the failure's readings where it has them), as a size tried; the others are removed.
+   */
+  readonly readings?: Readonly<
+    Record<string, { readonly name: string; readonly help: string; readonly kept?: boolean }>
+  >;
+  /**
+   * Events a probe counts: count name → its counter's name and help. Counts may share a
+   * counter, told apart by fixed `labels` of their own (e.g. `{ size: "full" }`).
+   */
+  readonly counters?: Readonly<
+    Record<string, {
+      readonly name: string;
+      readonly help: string;
+      readonly labels?: Readonly<Record<string, string>>;
+    }>
+  >;
 }
 
 /**
@@ -419,8 +471,8 @@ export function createProbeMetrics(
   const labelNames = [...spec.labelNames];
   return {
     latency: new Histogram({
-      name: `${spec.prefix}_latency_seconds`,
-      help: `Time of successful ${spec.measured}.`,
+      name: spec.latency?.name ?? `${spec.prefix}_latency_seconds`,
+      help: spec.latency?.help ?? `Time of successful ${spec.measured}.`,
       labelNames,
       buckets: [...spec.buckets],
       ...(shared.nativeHistograms ? { native: shared.nativeHistograms } : {}),
@@ -457,11 +509,40 @@ export function createProbeMetrics(
         new client.Gauge({ name, help, labelNames, registers }),
       ]),
     ),
-    counters: Object.fromEntries(
-      Object.entries(spec.counters ?? {}).map(([count, { name, help }]) => [
-        count,
-        new client.Counter({ name, help, labelNames, registers }),
-      ]),
+    counters: countersOf(spec, labelNames, registers),
+    counterLabels: Object.fromEntries(
+      Object.entries(spec.counters ?? {}).map(([count, { labels }]) => [count, labels ?? {}]),
+    ),
+    keptReadings: new Set(
+      Object.entries(spec.readings ?? {}).filter(([, { kept }]) => kept).map(([name]) => name),
     ),
   };
+}
+
+/** One counter per name, with the label names of every count that uses it. */
+function countersOf(
+  spec: ProbeMetricsSpec,
+  labelNames: string[],
+  registers: client.Registry[],
+): Record<string, client.Counter<string>> {
+  const byName = new Map<string, client.Counter<string>>();
+  const entries = Object.entries(spec.counters ?? {});
+  return Object.fromEntries(entries.map(([count, { name, help }]) => {
+    let counter = byName.get(name);
+    if (!counter) {
+      const extra = new Set(
+        entries.filter(([, other]) => other.name === name).flatMap(([, other]) =>
+          Object.keys(other.labels ?? {})
+        ),
+      );
+      counter = new client.Counter({
+        name,
+        help,
+        labelNames: [...labelNames, ...extra],
+        registers,
+      });
+      byName.set(name, counter);
+    }
+    return [count, counter];
+  }));
 }

@@ -16,6 +16,7 @@ import {
   type PeerFlags,
 } from "./network.ts";
 import { configureNtp, NTP_FLAGS, NtpCollector } from "./ntp.ts";
+import { configureEcho, ECHO_FLAGS, EchoCollector } from "./echo.ts";
 
 /** What discovery hands a collector that probes peers: the endpoints to dial, and its failures. */
 export interface PeerReceiver {
@@ -23,6 +24,8 @@ export interface PeerReceiver {
   setPeers(peers: readonly NetworkEndpoint[]): void;
   /** Counts a failure of discovery among the collector's own internal errors. */
   countInternalError(): void;
+  /** Every discovered pod's addresses, selected or not (who may ask the echo collector). */
+  setKnownAddresses?(addresses: readonly string[]): void;
 }
 
 /** A collector whose flags were read and checked: ready to build. */
@@ -100,6 +103,20 @@ export const COLLECTORS: readonly CollectorDefinition[] = [
         concurrency: config.concurrency,
         peers: configurePeers(values),
         create: (context) => new NetworkCollector(config, context),
+      };
+    },
+    true,
+  ),
+  definition(
+    "echo",
+    "UDP echo to the peers (other net-exporters): packet loss and MTU black holes",
+    ECHO_FLAGS,
+    (values) => {
+      const config = configureEcho(values);
+      return {
+        concurrency: config.concurrency,
+        peers: configurePeers(values),
+        create: (context) => new EchoCollector(config, context),
       };
     },
     true,

@@ -24,6 +24,12 @@ export interface UdpExchange {
    * and whether it came from the server's own address and port.
    */
   receive(buffer: Uint8Array): Promise<{ message: Uint8Array; fromServer: boolean }>;
+  /**
+   * The largest IP packet the kernel will send towards the server now (the
+   * route's MTU, or less once it learned a smaller path MTU); undefined where
+   * the socket cannot tell (Deno's).
+   */
+  pathMtu?(): number | undefined;
 }
 
 /**

@@ -38,8 +38,22 @@ export class UdpSocketError extends Error {
   }
 }
 
+/** Options of {@link connectedUdpExchanger}. */
+export interface ConnectedUdpOptions {
+  /**
+   * Sets Don't Fragment on every datagram and never fragments
+   * (`IP_PMTUDISC_DO`): a datagram larger than the path MTU the kernel knows
+   * fails to send with `EMSGSIZE` instead of going out in pieces. For the
+   * echo's full-size datagram, whose point is to cross the path whole.
+   */
+  readonly dontFragment?: boolean;
+}
+
 /** A {@link UdpExchanger} whose sockets are connected to the server through `libc`. */
-export function connectedUdpExchanger(libc: Libc): UdpExchanger {
+export function connectedUdpExchanger(
+  libc: Libc,
+  options: ConnectedUdpOptions = {},
+): UdpExchanger {
   const { symbols } = libc;
   const fail = (call: string): never => {
     throw new UdpSocketError(call, libc.errno());
@@ -66,11 +80,34 @@ export function connectedUdpExchanger(libc: Libc): UdpExchanger {
     view.setInt32(POLLFD_BYTES, wake, true);
     view.setInt16(POLLFD_BYTES + 4, LINUX.POLLIN, true);
     let polling: Promise<number> | undefined;
+    // Set when the exchange ends: a receive still waiting stops instead of polling again.
+    let closing = false;
     const wakeUp = () => void symbols.write(wake, new BigUint64Array([1n]), 8n);
     signal.addEventListener("abort", wakeUp, { once: true });
+    const v6 = address.family === LINUX.AF_INET6;
     try {
+      if (options.dontFragment) {
+        const mode = new Int32Array([v6 ? LINUX.IPV6_PMTUDISC_DO : LINUX.IP_PMTUDISC_DO]);
+        const level = v6 ? LINUX.IPPROTO_IPV6 : LINUX.IPPROTO_IP;
+        const name = v6 ? LINUX.IPV6_MTU_DISCOVER : LINUX.IP_MTU_DISCOVER;
+        if (symbols.setsockopt(fd, level, name, new Uint8Array(mode.buffer), 4) < 0) {
+          fail("setsockopt(MTU_DISCOVER)");
+        }
+      }
       if (symbols.connect(fd, address.bytes, address.bytes.length) < 0) fail("connect");
       return await use({
+        pathMtu: () => {
+          const value = new Int32Array(1);
+          const length = new Uint32Array([4]);
+          const ok = symbols.getsockopt(
+            fd,
+            v6 ? LINUX.IPPROTO_IPV6 : LINUX.IPPROTO_IP,
+            v6 ? LINUX.IPV6_MTU : LINUX.IP_MTU,
+            new Uint8Array(value.buffer),
+            new Uint8Array(length.buffer),
+          );
+          return ok < 0 ? undefined : value[0];
+        },
         send: (data) => {
           if (signal.aborted) return Promise.reject(signal.reason);
           if (
@@ -84,6 +121,7 @@ export function connectedUdpExchanger(libc: Libc): UdpExchanger {
           // Bounded by the signal: each turn ends in a datagram, an error, or a look at it.
           for (;;) {
             if (signal.aborted) throw signal.reason;
+            if (closing) throw new Error("Cannot receive: current exchange has ended");
             const read = Number(
               symbols.recv(fd, buffer as Uint8Array<ArrayBuffer>, BigInt(buffer.length), 0),
             );
@@ -100,6 +138,7 @@ export function connectedUdpExchanger(libc: Libc): UdpExchanger {
       if (signal.aborted) throw signal.reason;
       throw error;
     } finally {
+      closing = true;
       signal.removeEventListener("abort", wakeUp);
       if (polling) {
         wakeUp();

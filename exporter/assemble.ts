@@ -26,27 +26,47 @@ export interface Assembly {
  */
 export function assemble(
   settings: CommonSettings,
-  options: { readonly targetChanges?: "logged" | "debug" } = {},
+  options: {
+    readonly targetChanges?: "logged" | "debug";
+    /** The HTTP address once bound (serve), for collectors that answer their peers. */
+    readonly listen?: () => { readonly hostname: string; readonly port: number } | undefined;
+  } = {},
 ): Assembly {
   const metrics = createExporterMetrics(settings.nativeHistograms);
-  let peerReceiver: PeerReceiver | undefined;
+  const peerReceivers: PeerReceiver[] = [];
   const collectors = settings.collectors.map((configured) => {
     const context = {
       metrics,
       logger: logger(configured.name),
       targetChanges: options.targetChanges ?? "logged",
+      peersFromDiscovery: settings.discovery !== undefined,
+      ...(options.listen ? { listen: options.listen } : {}),
     };
     if (configured.peers === undefined) return configured.create(context);
     const collector = configured.create(context);
-    peerReceiver = collector;
+    peerReceivers.push(collector);
     return collector;
   });
-  const discovery = settings.discovery && peerReceiver
+  const discovery = settings.discovery && peerReceivers.length > 0
     ? new Discovery(settings.discovery, {
-      network: peerReceiver,
+      network: fanOut(peerReceivers),
       metrics: createDiscoveryMetrics(metrics.registry),
       logger: logger("k8s"),
     })
     : undefined;
   return { metrics, collectors, discovery };
+}
+
+/**
+ * One receiver for discovery that hands the peers to every collector that
+ * probes them (network, echo); a discovery failure is counted once, by the
+ * first (`network_error_total` when the network collector runs).
+ */
+function fanOut(receivers: readonly PeerReceiver[]): PeerReceiver {
+  return {
+    setPeers: (peers) => receivers.forEach((receiver) => receiver.setPeers(peers)),
+    countInternalError: () => receivers[0]!.countInternalError(),
+    setKnownAddresses: (addresses) =>
+      receivers.forEach((receiver) => receiver.setKnownAddresses?.(addresses)),
+  };
 }

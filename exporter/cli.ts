@@ -24,6 +24,7 @@ import {
 import { DEFAULT_EXCLUDED_PATHS, loadWebConfig, type WebConfig } from "../web/mod.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogSettings } from "./log.ts";
 import { configureNativeHistograms, METRICS_FLAGS, VERSION } from "./metrics.ts";
+import { ECHO_LISTEN_FLAG } from "../collectors/echo.ts";
 import type { NativeHistogramOptions } from "../lib/histogram.ts";
 import {
   explainMistake,
@@ -157,8 +158,8 @@ const SERVE_GROUPS: readonly FlagGroup[] = [
   ...PROBE_GROUPS,
   { title: "Logging", flags: [LOG_LEVEL, LOG_FORMAT] },
   {
-    title: "HTTP",
-    flags: [LISTEN_ADDRESS, MAX_CONNECTIONS, TELEMETRY_PATH, WEB_CONFIG_FILE],
+    title: "Listening",
+    flags: [LISTEN_ADDRESS, MAX_CONNECTIONS, TELEMETRY_PATH, WEB_CONFIG_FILE, ECHO_LISTEN_FLAG],
   },
 ];
 const CHECK_GROUPS: readonly FlagGroup[] = [

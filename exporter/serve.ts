@@ -44,7 +44,11 @@ export interface ServeOptions {
 /** Runs the exporter until `options.stop` aborts; returns the exit code. */
 export async function serve(options: ServeOptions): Promise<number> {
   const log = logger("serve");
-  const { metrics, collectors, discovery } = assemble(options.settings);
+  const bound: { addr?: Deno.NetAddr } = {};
+  const { metrics, collectors, discovery } = assemble(options.settings, {
+    // The host asked for, and the port bound (with port 0, the one the system chose).
+    listen: () => bound.addr && { hostname: options.listen.hostname, port: bound.addr.port },
+  });
   let shuttingDown = false;
   const exposed = createHandler({
     registry: metrics.registry,
@@ -82,12 +86,21 @@ export async function serve(options: ServeOptions): Promise<number> {
     await Promise.all(collectors.map((collector) => collector.stop()));
     return 1;
   }
+  bound.addr = server.addr;
   options.onListen?.(server.addr);
   if (options.settings.staticTargetsOnly) {
     log.info("No Kubernetes configuration found: probing static targets only");
   }
+  try {
+    for (const collector of collectors) collector.start();
+  } catch (error) {
+    // A port the echo collector cannot answer on, as a busy HTTP port: one line, exit 1.
+    log.error(`Cannot start probing: ${describeError(error)}`, { error: describeError(error) });
+    await Promise.all(collectors.map((collector) => collector.stop()));
+    await server.shutdown();
+    return 1;
+  }
   discovery?.start();
-  for (const collector of collectors) collector.start();
   const address = formatHostPort(server.addr);
   const scheme = server.scheme;
   log.info(`net-exporter ${VERSION} listening on ${address} (${scheme})`, {

@@ -82,12 +82,19 @@ export function sparkline(history: readonly PastProbe[]): string {
 /** A success's further figures in words, e.g. "offset 250.012 ms · stratum 2". */
 export function formatReadings(readings: Readonly<Record<string, number>> | undefined): string {
   return Object.entries(readings ?? {}).map(([name, value]) => {
-    const seconds = name.endsWith("Seconds");
-    const words = name.replace(/Seconds$/, "").replace(
+    const unit = /(Seconds|Ratio|Bytes)$/.exec(name)?.[1];
+    const words = name.replace(/(Seconds|Ratio|Bytes)$/, "").replace(
       /[A-Z]/g,
       (letter) => ` ${letter.toLowerCase()}`,
     );
-    return `${words} ${seconds ? formatSeconds(value) : String(value)}`;
+    const shown = unit === "Seconds"
+      ? formatSeconds(value)
+      : unit === "Ratio"
+      ? `${+(value * 100).toFixed(1)}%`
+      : unit === "Bytes"
+      ? `${value} B`
+      : String(value);
+    return `${words} ${shown}`;
   }).join(" · ");
 }
 

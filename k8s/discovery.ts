@@ -47,6 +47,8 @@ export interface PeerSink {
   setPeers(peers: readonly Peer[]): void;
   /** Counts a failure of discovery where the collector counts its own (`network_error_total`). */
   countInternalError(): void;
+  /** Every discovered pod's addresses, selected or not: the peers that may probe this pod. */
+  setKnownAddresses?(addresses: readonly string[]): void;
 }
 
 /** A discovered peer as the status page lists it. */
@@ -389,6 +391,7 @@ export class Discovery {
     this.#selection = selectPeers(pods, this.#settings.identity, this.#settings.maxPeers);
     const { discovered, selected, selfNode } = this.#selection;
     this.#context.network.setPeers(peerEndpoints(selected, this.#settings.port));
+    this.#context.network.setKnownAddresses?.(discovered.flatMap((pod) => pod.ips));
     this.#context.metrics.peers.set({ state: "discovered" }, discovered.length);
     this.#context.metrics.peers.set({ state: "selected" }, selected.length);
     if (

@@ -4,7 +4,7 @@
  * copies every sample's labels into arrays, filters and joins them, runs three
  * regular-expression replacements on every label value of every line, and
  * builds the whole exposition as one string that must then be encoded. The
- * benchmark times both (tests/bench/render.ts, figures in docs/benchmark.md:
+ * benchmark times both (tests/bench/render.ts, figures in docs/reports/benchmark.md:
  * warm, about a third of prom-client's time at 5,000 targets and a quarter at
  * 500).
  *

@@ -2,7 +2,7 @@
  * Whether a string is an IP address, and of which family: Node's `isIP`
  * without loading `node:net`. That module is the largest Node compatibility
  * module the exporter would load at start only for this one function (see the
- * memory table in docs/benchmark.md). The two patterns are copied from
+ * memory table in docs/reports/benchmark.md). The two patterns are copied from
  * Node.js's lib/internal/net.js (MIT, Joyent, Inc. and other Node
  * contributors), which Deno's own `node:net` uses too; tests/lib_test.ts
  * checks them against `node:net` on generated and hand-picked strings.

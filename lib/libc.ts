@@ -28,6 +28,7 @@ const SYMBOLS = {
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   inet_pton: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
@@ -82,6 +83,16 @@ export const LINUX = {
   EPOLLHUP: 0x010,
   EPOLLONESHOT: 1 << 30,
   EINPROGRESS: 115,
+  IPPROTO_IP: 0,
+  IPPROTO_IPV6: 41,
+  /** linux/in.h: path MTU discovery mode, and the MTU a connected socket's route knows. */
+  IP_MTU_DISCOVER: 10,
+  IP_MTU: 14,
+  IP_PMTUDISC_DO: 2,
+  /** linux/in6.h. */
+  IPV6_MTU_DISCOVER: 23,
+  IPV6_MTU: 24,
+  IPV6_PMTUDISC_DO: 2,
 } as const;
 
 /** asm-generic/errno.h names of the errors a connect can end in. */
@@ -93,6 +104,7 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   22: "EINVAL",
   24: "EMFILE",
   32: "EPIPE",
+  90: "EMSGSIZE",
   97: "EAFNOSUPPORT",
   98: "EADDRINUSE",
   99: "EADDRNOTAVAIL",

@@ -5,7 +5,7 @@
  * `node:https`, `node:zlib`, `node:url`) and the default process metrics
  * (`node:perf_hooks`, `node:v8`, `node:fs`), none of which the exporter uses;
  * in Deno each of those Node compatibility modules costs resident memory on
- * every node (the memory table in docs/benchmark.md has the figure). The types
+ * every node (the memory table in docs/reports/benchmark.md has the figure). The types
  * are prom-client's own.
  * @module
  */

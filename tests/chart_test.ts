@@ -139,7 +139,10 @@ Deno.test({
       readOnlyRootFilesystem: true,
       capabilities: { drop: ["ALL"] },
     });
-    assert.deepEqual(container.ports, [{ name: "metrics", containerPort: 8000, protocol: "TCP" }]);
+    assert.deepEqual(container.ports, [
+      { name: "metrics", containerPort: 8000, protocol: "TCP" },
+      { name: "echo", containerPort: 8000, protocol: "UDP" },
+    ], "the echo collector answers on the same port number, over UDP");
     assert.equal(container.livenessProbe.httpGet.path, "/healthz");
     assert.equal(container.readinessProbe.httpGet.path, "/readyz");
     assert.equal(
@@ -248,6 +251,22 @@ Deno.test({
       "ntp.interval=2m",
       "--set",
       "ntp.timeout=3s",
+      "--set-json",
+      'echo.targets=["10.0.0.9:8000"]',
+      "--set",
+      "echo.interval=30s",
+      "--set",
+      "echo.timeout=3s",
+      "--set",
+      "echo.count=20",
+      "--set",
+      "echo.fullSize=1400",
+      "--set",
+      "echo.rateLimit=500",
+      "--set",
+      "echo.concurrency=8",
+      "--set-json",
+      "echo.buckets=[0.001,0.01]",
     );
     const pod = only(manifests, "DaemonSet").spec.template.spec;
     const args: string[] = pod.containers[0].args;
@@ -279,6 +298,15 @@ Deno.test({
         "--ntp.servers=169.254.169.123,time.example:1123",
         "--ntp.interval=2m",
         "--ntp.timeout=3s",
+        "--collector.echo",
+        "--echo.targets=10.0.0.9:8000",
+        "--echo.interval=30s",
+        "--echo.timeout=3s",
+        "--echo.count=20",
+        "--echo.full-size=1400",
+        "--echo.rate-limit=500",
+        "--echo.concurrency=8",
+        "--echo.buckets=0.001,0.01",
       ]
     ) {
       assert.ok(args.includes(flag), `${flag} in ${args.join(" ")}`);
@@ -334,7 +362,7 @@ Deno.test({
       // Every series selector names the job, so another exporter's same-named series never mix in.
       const selectors = [
         ...entry.expr.matchAll(/\b([a-z_][a-z0-9_:]*)(\{[^}]*\})?(\[|\)| [=!<>])/g),
-      ].filter((match) => /^(network|dns|ntp|net_exporter|up)(_|:|$)/.test(match[1]!));
+      ].filter((match) => /^(network|dns|ntp|echo|net_exporter|up)(_|:|$)/.test(match[1]!));
       assert.ok(selectors.length > 0, entry.expr);
       for (const selector of selectors) {
         assert.match(selector[2] ?? "", /job="net-exporter"/, `${selector[0]} in ${entry.expr}`);
@@ -359,6 +387,8 @@ Deno.test({
       "NetExporterAbsent",
       "NetExporterProbesDelayed",
       "NetExporterDiscoveryStale",
+      "NetExporterPacketLoss",
+      "NetExporterMTUBlackhole",
     ]);
     const dashboard = only(manifests, "ConfigMap");
     assert.equal(dashboard.metadata.labels!.grafana_dashboard, "1");
@@ -376,6 +406,8 @@ Deno.test({
     assert.ok(panelTypes.some((title: string) => /errors by reason/i.test(title)));
     const policy = only(manifests, "NetworkPolicy");
     assert.deepEqual(policy.spec.ingress[0].ports, [{ port: "metrics", protocol: "TCP" }]);
+    assert.deepEqual(policy.spec.ingress[1].ports, [{ port: 8000, protocol: "UDP" }], "echo");
+    assert.equal(policy.spec.ingress[1].from.length, 1, "echo from the peers only");
     assert.equal(
       policy.spec.ingress[0].from.length,
       2,

@@ -47,6 +47,7 @@ Deno.test("cli: defaults of serve", async () => {
   assert.deepEqual(invocation.settings.collectors.map((collector) => collector.name), [
     "dns",
     "network",
+    "echo",
   ]);
 });
 
@@ -73,16 +74,26 @@ Deno.test("cli: flags, the environment, and a flag beating the environment", asy
   assert.equal(flags.get("network.interval"), "2s");
   assert.equal(flags.get("network.timeout"), "500ms");
   assert.ok(invocation.command === "serve");
-  assert.deepEqual(invocation.settings.collectors.map((collector) => collector.name), ["network"]);
+  assert.deepEqual(invocation.settings.collectors.map((collector) => collector.name), [
+    "network",
+    "echo",
+  ]);
 });
 
 Deno.test("cli: switches from the environment take true/false", async () => {
   const off = (await parse([], { NET_EXPORTER_COLLECTOR_DNS: "false" })).invocation;
   assert.ok(off.command === "serve");
-  assert.deepEqual(off.settings.collectors.map((collector) => collector.name), ["network"]);
+  assert.deepEqual(off.settings.collectors.map((collector) => collector.name), [
+    "network",
+    "echo",
+  ]);
   const on = (await parse(["--collector.dns"], { NET_EXPORTER_COLLECTOR_DNS: "false" })).invocation;
   assert.ok(on.command === "serve");
-  assert.deepEqual(on.settings.collectors.map((collector) => collector.name), ["dns", "network"]);
+  assert.deepEqual(on.settings.collectors.map((collector) => collector.name), [
+    "dns",
+    "network",
+    "echo",
+  ]);
 });
 
 Deno.test("cli: bad input is one line naming the flag and the value, exit 2", async () => {

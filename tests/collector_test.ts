@@ -174,6 +174,8 @@ Deno.test("collector: a result that lands after its target left is not recorded"
       reasons: ["timeout"],
       readings: {},
       counters: {},
+      counterLabels: {},
+      keptReadings: new Set(),
     },
     pacing,
     { metrics, logger: getLogger(["test"]), clock, random: () => 0.5 },

@@ -151,6 +151,8 @@ Deno.test({
     await using exporter = await startExporter(
       [
         "--no-collector.dns",
+        // The peers here are TCP listeners standing in for pods, not net-exporters: no echo.
+        "--no-collector.echo",
         `--k8s.kubeconfig=${await api.writeKubeconfig("monitoring")}`,
         `--network.port=${peers.port}`,
         "--network.interval=200ms",
@@ -216,6 +218,8 @@ Deno.test({
       [
         "check",
         "--no-collector.dns",
+        // The peers here are TCP listeners standing in for pods, not net-exporters: no echo.
+        "--no-collector.echo",
         `--k8s.kubeconfig=${await api.writeKubeconfig("monitoring")}`,
         `--network.port=${peers.port}`,
       ],

@@ -152,14 +152,14 @@ Deno.test("NTP: without --ntp.servers no NTP collector is built, so nothing is s
     assert.ok(invocation.command === "check");
     return invocation.settings.collectors.map((collector) => collector.name);
   };
-  assert.deepEqual(await parse(["check", "--k8s.discovery=off"]), ["dns", "network"]);
+  assert.deepEqual(await parse(["check", "--k8s.discovery=off"]), ["dns", "network", "echo"]);
   assert.deepEqual(
     await parse(["check", "--k8s.discovery=off", "--ntp.servers=127.0.0.1:1234"]),
-    ["dns", "network", "ntp"],
+    ["dns", "network", "echo", "ntp"],
   );
   assert.deepEqual(
     await parse(["check", "--k8s.discovery=off", "--ntp.servers=127.0.0.1", "--no-collector.ntp"]),
-    ["dns", "network"],
+    ["dns", "network", "echo"],
   );
   assert.deepEqual(NTP_BUCKETS, [
     0.001,

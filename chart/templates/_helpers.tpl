@@ -105,7 +105,7 @@ crash-looping DaemonSet): a probe timeout not below its interval; and alert
 ratios out of range, which the schema cannot check when --set gives them as text.
 */}}
 {{- define "net-exporter.checkValues" -}}
-{{- range $collector := list "dns" "network" "ntp" -}}
+{{- range $collector := list "dns" "network" "ntp" "echo" -}}
 {{- $values := index $.Values $collector -}}
 {{- $timeout := include "net-exporter.durationMs" $values.timeout | float64 -}}
 {{- $interval := include "net-exporter.durationMs" $values.interval | float64 -}}
@@ -122,7 +122,7 @@ ratios out of range, which the schema cannot check when --set gives them as text
 {{- if le (float64 .Values.prometheusRule.clockSkewSeconds) 0.0 -}}
 {{- fail (printf "prometheusRule.clockSkewSeconds=%v must be above 0" .Values.prometheusRule.clockSkewSeconds) -}}
 {{- end -}}
-{{- range $name := list "dnsErrorRatio" "quorum" -}}
+{{- range $name := list "dnsErrorRatio" "quorum" "packetLossRatio" -}}
 {{- $ratio := index $.Values.prometheusRule $name | float64 -}}
 {{- if or (le $ratio 0.0) (gt $ratio 1.0) -}}
 {{- fail (printf "prometheusRule.%s=%v must be above 0 and at most 1" $name (index $.Values.prometheusRule $name)) -}}

@@ -51,6 +51,10 @@ export const RUN_VALUES: Readonly<Record<string, string>> = {
   "prometheusRule.for.down": "30s",
   "prometheusRule.for.absent": "30s",
   "prometheusRule.for.discoveryStale": "30s",
+  // 2% lost on a link stays quiet, 10% fires: a threshold between them, clear of both.
+  "prometheusRule.packetLossRatio": "0.05",
+  "prometheusRule.for.packetLoss": "30s",
+  "prometheusRule.for.mtuBlackhole": "30s",
 };
 /** Prometheus's evaluation interval: the scrape interval, shortened with it. */
 export const EVALUATION_INTERVAL = "5s";
@@ -124,7 +128,14 @@ export class AlertHarness implements AsyncDisposable {
 
   /** The flags each simulated exporter gets besides the cluster's own. */
   get exporterArgs(): string[] {
-    return [`--ntp.servers=${this.ntp.address}`, "--ntp.interval=5s", "--ntp.timeout=1s"];
+    return [
+      `--ntp.servers=${this.ntp.address}`,
+      "--ntp.interval=5s",
+      "--ntp.timeout=1s",
+      // Echo rounds as often as the probes, so a 1 m rate window holds 30 of them.
+      `--echo.interval=${PROBE_INTERVAL_MS}ms`,
+      `--echo.timeout=${PROBE_TIMEOUT_MS}ms`,
+    ];
   }
 
   /**
@@ -245,6 +256,34 @@ const ratioOnset = () => timing().windowMs / 2 + PROBE_INTERVAL_MS + PROBE_TIMEO
 
 const others = (cluster: SimCluster, node: SimNode) =>
   cluster.nodes.filter((other) => other !== node);
+
+/**
+ * `loss` of the packets from node-0 to node-1, one way. Both pairs of that
+ * link see it: node-0's echoes go out over it, node-1's replies come back
+ * over it. `alerts` are what must fire for both pairs; nothing else may.
+ */
+function lossScenario(loss: number, alerts: readonly string[]): Scenario {
+  return {
+    name: `${loss * 100}% packet loss on one link (threshold ${
+      Number(value("prometheusRule.packetLossRatio")) * 100
+    }%)`,
+    expected: (cluster) => {
+      const [a, b] = [cluster.nodes[0]!, cluster.nodes[1]!];
+      // The lost share over the rate window crosses the threshold as the window fills with loss.
+      const onset = timing().windowMs *
+          (Number(value("prometheusRule.packetLossRatio")) / loss) + PROBE_INTERVAL_MS;
+      return alerts.flatMap((alert) => [
+        expected(alert, { node: a.name, target_node: b.name }, onset, "packetLoss"),
+        expected(alert, { node: b.name, target_node: a.name }, onset, "packetLoss"),
+      ]);
+    },
+    ...(alerts.length === 0 ? { watchMs: 2 * 60_000 } : {}),
+    apply: (harness) =>
+      harness.cluster.setLink(harness.cluster.nodes[0]!, harness.cluster.nodes[1]!, { loss }),
+    restore: (harness) =>
+      harness.cluster.setLink(harness.cluster.nodes[0]!, harness.cluster.nodes[1]!, {}),
+  };
+}
 
 /** Every scenario, in the order a full run takes them. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -371,6 +410,40 @@ export const SCENARIOS: readonly Scenario[] = [
     },
     restore: async (harness) => {
       const [a, b] = [harness.cluster.nodes[0]!, harness.cluster.nodes[2]!];
+      await harness.cluster.setLink(a, b, {});
+      await harness.cluster.setLink(b, a, {});
+    },
+  },
+  lossScenario(0.02, []),
+  lossScenario(0.1, ["NetExporterPacketLoss"]),
+  {
+    name: "an MTU black hole on one link (every packet over 1,400 bytes dropped, no ICMP back)",
+    expected: (cluster) => {
+      const [a, b] = [cluster.nodes[0]!, cluster.nodes[1]!];
+      // The full-size share over the rate window reaches 90% after 90% of the window.
+      const onset = timing().windowMs * 0.9 + PROBE_INTERVAL_MS;
+      return [
+        expected(
+          "NetExporterMTUBlackhole",
+          { node: a.name, target_node: b.name },
+          onset,
+          "mtuBlackhole",
+        ),
+        expected(
+          "NetExporterMTUBlackhole",
+          { node: b.name, target_node: a.name },
+          onset,
+          "mtuBlackhole",
+        ),
+      ];
+    },
+    apply: async (harness) => {
+      const [a, b] = [harness.cluster.nodes[0]!, harness.cluster.nodes[1]!];
+      await harness.cluster.setLink(a, b, { max_size: 1_400 });
+      await harness.cluster.setLink(b, a, { max_size: 1_400 });
+    },
+    restore: async (harness) => {
+      const [a, b] = [harness.cluster.nodes[0]!, harness.cluster.nodes[1]!];
       await harness.cluster.setLink(a, b, {});
       await harness.cluster.setLink(b, a, {});
     },

@@ -70,6 +70,8 @@ export interface LinkSettings {
   loss?: number;
   /** Drops only TCP SYNs (without ACK) on the link: its source can open no connection over it. */
   syn_loss?: number;
+  /** Drops every packet longer than this many bytes (IP header included), silently: an MTU black hole. */
+  max_size?: number;
 }
 
 /** The labels of the simulated DaemonSet's pods, as the chart's release "net-exporter" sets them. */
@@ -161,6 +163,8 @@ export interface SimOptions {
   readonly maxPeers?: number;
   /** Extra peer pods, all in one namespace behind one listener, for runs under load. */
   readonly crowd?: number;
+  /** Node names, in order (default: node-0, node-1, …); pods are named after their node. */
+  readonly nodeNames?: readonly string[];
   /**
    * CPUs (a `taskset -c` list) for the link emulator and for everything that runs in the nodes'
    * namespaces (exporters, references). The emulator is a process that must run for a packet to
@@ -219,11 +223,13 @@ export class SimCluster implements AsyncDisposable {
       const netns = `nesim${this.#id}-${index}`;
       const node: SimNode = {
         index,
-        name: `node-${index}`,
+        name: this.options.nodeNames?.[index] ?? `node-${index}`,
         netns,
         address: slotAddress(this.#slot.slot, 0, index + 1),
         exporter: undefined,
-        podName: `net-exporter-${index}-0`,
+        podName: this.options.nodeNames?.[index]
+          ? `net-exporter-${this.options.nodeNames[index]!.slice(-5)}`
+          : `net-exporter-${index}-0`,
       };
       this.nodes.push(node);
       await makeNamespace(netns, [node.address]);
@@ -680,13 +686,33 @@ for port in sys.argv[1:]:
     server.bind(("0.0.0.0", int(port)))
     server.listen(4096)
     servers.append(server)
+# The crowd stands in for net-exporter pods: it answers their UDP echo as they do
+# (collectors/echo_wire.ts: "NXEC", version 1, request type 1 → the same bytes as type 2).
+# The reply leaves from the address the request came to (IP_PKTINFO): a socket bound to 0.0.0.0
+# would answer from the namespace's first address, which an asker's connected socket drops.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+echoes = []
+for port in sys.argv[1:]:
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    echo.bind(("0.0.0.0", int(port)))
+    echoes.append(echo)
 print("listening", flush=True)
 while True:
-    readable, _, _ = select.select(servers + [sys.stdin], [], [])
+    readable, _, _ = select.select(servers + echoes + [sys.stdin], [], [])
     if sys.stdin in readable and not sys.stdin.buffer.read1(1):
         break
     for server in servers:
         if server in readable:
             connection, _ = server.accept()
             connection.close()
+    for echo in echoes:
+        if echo in readable:
+            data, ancillary, _, sender = echo.recvmsg(65536, socket.CMSG_SPACE(12))
+            if data[:6] != b"NXEC\x01\x01" or len(data) < 20:
+                continue
+            info = [cdata for level, kind, cdata in ancillary if kind == IP_PKTINFO]
+            # struct in_pktinfo: ifindex, local address, the address it was sent to.
+            control = [(socket.IPPROTO_IP, IP_PKTINFO, b"\x00" * 4 + info[0][8:12] + b"\x00" * 4)] if info else []
+            echo.sendmsg([data[:5] + b"\x02" + data[6:]], control, 0, sender)
 `;

@@ -102,6 +102,7 @@ def main():
                             "jitter_ms": float(link.get("jitter_ms", 0)),
                             "loss": float(link.get("loss", 0)),
                             "syn_loss": float(link.get("syn_loss", 0)),
+                            "max_size": int(link.get("max_size", 0)),
                         }
                     if "alias" in command:
                         alias = command["alias"]
@@ -125,6 +126,8 @@ def main():
                 if target is None:
                     continue
                 link = links.get((src, dst), default)
+                if link.get("max_size", 0) > 0 and len(packet) > link["max_size"]:
+                    continue  # an MTU black hole: no ICMP back
                 if link["loss"] > 0 and random.random() < link["loss"]:
                     continue
                 if link.get("syn_loss", 0) > 0 and packet[9] == 6:

@@ -22,6 +22,7 @@ interface StatusTarget {
   state: string;
   seconds?: number;
   at?: number;
+  reason?: string;
 }
 
 /** Status page rows of `node`'s exporter. */

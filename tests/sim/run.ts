@@ -136,6 +136,8 @@ async function loss(cluster: SimCluster, a: SimNode, b: SimNode, fraction: numbe
   const ok = delta("network_latency_seconds_count");
   const timeouts = delta("network_dial_error_total", { reason: "timeout" });
   const latencies = [...seconds];
+  const echoSent = delta("echo_packets_sent_total", { size: "small" });
+  const echoLost = delta("echo_packets_lost_total", { size: "small" });
   return {
     loss: fraction,
     probes: ok + timeouts,
@@ -144,12 +146,58 @@ async function loss(cluster: SimCluster, a: SimNode, b: SimNode, fraction: numbe
     timeout_share: round(timeouts / Math.max(1, ok + timeouts)),
     success_median_ms: latencies.length ? round(median(latencies)) : null,
     success_max_ms: latencies.length ? round(Math.max(...latencies)) : null,
+    // Loss both ways: an echo is lost when its request or its reply is, 1 − (1 − loss)².
+    echo_sent: echoSent,
+    echo_lost_share: echoSent ? round(echoLost / echoSent) : null,
+    echo_expected_share: round(1 - (1 - fraction) ** 2),
+  };
+}
+
+/**
+ * An MTU black hole between `a` and `b`: every packet over 1,400 bytes dropped
+ * without an ICMP message, on tun devices of MTU 1,500. Full-size echoes vanish,
+ * small ones and TCP handshakes pass.
+ */
+async function blackHole(cluster: SimCluster, a: SimNode, b: SimNode) {
+  await cluster.setAllLinks({ delay_ms: 1 });
+  await cluster.setLink(a, b, { delay_ms: 1, max_size: 1_400 });
+  await cluster.setLink(b, a, { delay_ms: 1, max_size: 1_400 });
+  await sleep(2 * INTERVAL_MS); // rounds in flight when the link changed
+  const before = await scrape(a);
+  await sleep(20 * INTERVAL_MS);
+  const after = await scrape(a);
+  const delta = (name: string, labels: Record<string, string> = {}) =>
+    after.samples(name, { target_node: b.name, ...labels }).reduce((sum, x) => sum + x.value, 0) -
+    before.samples(name, { target_node: b.name, ...labels }).reduce((sum, x) => sum + x.value, 0);
+  const share = (lost: number, sent: number) => sent ? round(lost / sent) : null;
+  const status = (await statuses(a)).find((row) =>
+    row.collector === "echo" && row.labels.target_node === b.name
+  );
+  await cluster.setAllLinks({ delay_ms: 1 });
+  return {
+    max_packet_bytes: 1_400,
+    full_size_bytes: after.value("echo_full_size_bytes", { target_node: b.name }),
+    full_lost_share: share(
+      delta("echo_packets_lost_total", { size: "full" }),
+      delta("echo_packets_sent_total", { size: "full" }),
+    ),
+    small_lost_share: share(
+      delta("echo_packets_lost_total", { size: "small" }),
+      delta("echo_packets_sent_total", { size: "small" }),
+    ),
+    handshakes: delta("network_latency_seconds_count"),
+    dial_errors: delta("network_dial_error_total"),
+    echo_state: status ? `${status.state}${status.reason ? ` (${status.reason})` : ""}` : null,
   };
 }
 
 async function main(cluster: SimCluster, nodes: number, crowd: number): Promise<void> {
   const started = new Date().toISOString();
-  await cluster.startExporters();
+  // Echo rounds as often as the probes, so the loss and black-hole phases hold enough of them.
+  await cluster.startExporters([
+    `--echo.interval=${INTERVAL_MS}ms`,
+    `--echo.timeout=${TIMEOUT_MS}ms`,
+  ]);
   const [a, b] = cluster.nodes as [SimNode, SimNode];
   const last = cluster.nodes[nodes - 1]!;
   for (const node of cluster.nodes) {
@@ -195,6 +243,9 @@ async function main(cluster: SimCluster, nodes: number, crowd: number): Promise<
     console.error(`loss: ${fraction * 100}% on ${a.name} <-> ${b.name}`);
     lossRows.push(await loss(cluster, a, b, fraction));
   }
+
+  console.error(`MTU black hole on ${a.name} <-> ${b.name}`);
+  const mtu = await blackHole(cluster, a, b);
 
   console.error("rolling restart of every exporter, healthy links");
   await cluster.setAllLinks({ delay_ms: 1 });
@@ -309,6 +360,7 @@ async function main(cluster: SimCluster, nodes: number, crowd: number): Promise<
       dns_servfail_ms: dnsServfail,
     },
     loss: lossRows,
+    mtu_black_hole: mtu,
     rolling_restart: rollingRestart,
     load,
   };
@@ -349,14 +401,22 @@ function markdown(report: any): string {
     `| DNS server silent (timeout errors) | ${report.detection.dns_silent_ms} | ${report.detection.bound_ms} |`,
     `| DNS server answers SERVFAIL | ${report.detection.dns_servfail_ms} | ${report.detection.bound_ms} |`,
     "",
-    "| packet loss, both ways | probes | succeeded | timeouts | timeout share | success median (ms) | success max (ms) |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| packet loss, both ways | probes | succeeded | timeouts | timeout share | success median (ms) | success max (ms) | echoes | echo loss read | echo loss, 1 − (1 − loss)² |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     // deno-lint-ignore no-explicit-any
     ...report.loss.map((row: any) =>
       `| ${
         row.loss * 100
-      }% | ${row.probes} | ${row.succeeded} | ${row.timeouts} | ${row.timeout_share} | ${row.success_median_ms} | ${row.success_max_ms} |`
+      }% | ${row.probes} | ${row.succeeded} | ${row.timeouts} | ${row.timeout_share} | ${row.success_median_ms} | ${row.success_max_ms} | ${row.echo_sent} | ${row.echo_lost_share} | ${row.echo_expected_share} |`
     ),
+    "",
+    "| MTU black hole (packets over 1,400 bytes dropped, MTU 1,500) | value |",
+    "| --- | ---: |",
+    `| full-size echo payload tried (bytes) | ${report.mtu_black_hole.full_size_bytes} |`,
+    `| full-size echoes lost | ${report.mtu_black_hole.full_lost_share} |`,
+    `| small echoes lost | ${report.mtu_black_hole.small_lost_share} |`,
+    `| TCP handshakes to the same peer / dial errors | ${report.mtu_black_hole.handshakes} / ${report.mtu_black_hole.dial_errors} |`,
+    `| the echo target's state on the status page | ${report.mtu_black_hole.echo_state} |`,
     "",
     "| rolling restart (new pod names and IPs, healthy links) | value |",
     "| --- | ---: |",
