@@ -100,6 +100,7 @@ export async function scenarios(
   await unscrapedPhase(run);
   await detectionPhase(run);
   await rollingRestartPhase(run);
+  await hiddenFaultsPhase(run);
   const load = await loadPhase(run);
   for (const interval of run.intervals) interval();
   return {
@@ -461,6 +462,95 @@ async function rollingRestartPhase(run: Run): Promise<void> {
       row.series_left_for_old_pod_ips = 0;
     }
   }
+}
+
+/**
+ * Faults a TCP handshake hides, given to every tool alike on one link (node-0
+ * to node-1): 10% of the packets from node-0 to node-1 lost, then an MTU black
+ * hole both ways (every packet over 1,400 bytes dropped, no ICMP back). What
+ * each tool shows for the pair: dials failed per 100 (every tool: a per-target
+ * tool's probes of node-1 in the window; a background tool dials each peer once
+ * an interval, so its window's intervals), and where a tool echoes
+ * (net-exporter's echo collector) the share of small and of full-size echoes
+ * lost, read from its own counters.
+ */
+async function hiddenFaultsPhase(run: Run): Promise<void> {
+  const { cluster, fleets, options, log, rows, a } = run;
+  const b = cluster.nodes[1]!;
+  const windowMs = options.windowIntervals * options.intervalMs;
+  const faults: Array<{
+    name: "loss_10" | "mtu_black_hole";
+    apply: () => Promise<void>;
+  }> = [
+    { name: "loss_10", apply: () => cluster.setLink(a, b, { delay_ms: 1, loss: 0.1 }) },
+    {
+      name: "mtu_black_hole",
+      apply: async () => {
+        await cluster.setLink(a, b, { delay_ms: 1, max_size: 1_400 });
+        await cluster.setLink(b, a, { delay_ms: 1, max_size: 1_400 });
+      },
+    },
+  ];
+  /** A tool's echo counters towards node-1, if it has any. */
+  const echoes = async (fleet: Fleet) => {
+    const instance = fleet.instances.get(a);
+    if (!instance || fleet.tool.scrape.mode !== "background") return undefined;
+    const text = await fetch(`${instance.url}${fleet.tool.scrape.path}`, {
+      signal: AbortSignal.timeout(5_000),
+    }).then((response) => response.text(), () => "");
+    const sum = (name: string, size: string) =>
+      text.split("\n").filter((line) =>
+        line.startsWith(`${name}{`) && line.includes(`target_node="${b.name}"`) &&
+        line.includes(`size="${size}"`)
+      ).reduce((total, line) => total + Number(line.split(" ").at(-1)), 0);
+    if (!text.includes("echo_packets_sent_total")) return undefined;
+    return {
+      smallSent: sum("echo_packets_sent_total", "small"),
+      smallLost: sum("echo_packets_lost_total", "small"),
+      fullSent: sum("echo_packets_sent_total", "full"),
+      fullLost: sum("echo_packets_lost_total", "full"),
+    };
+  };
+  for (const fault of faults) {
+    log(`hidden faults: ${fault.name.replaceAll("_", " ")} between ${a.name} and ${b.name}`);
+    await cluster.setAllLinks({ delay_ms: 1 });
+    await fault.apply();
+    await sleep(2 * options.intervalMs);
+    const before = new Map(
+      await Promise.all(fleets.map(async (f) => [f, await echoes(f)] as const)),
+    );
+    const from = performance.now();
+    await sleep(windowMs);
+    const to = performance.now();
+    const after = new Map(
+      await Promise.all(fleets.map(async (f) => [f, await echoes(f)] as const)),
+    );
+    for (const fleet of fleets) {
+      const row = rows.get(fleet)!;
+      const recordings = fleet.recorders.get(a)!.recordings;
+      const selection = { kind: "dial", peerIp: b.address } as const;
+      const errors = errorCount(fleet.tool, recordings, selection, from, to);
+      const probes = fleet.tool.scrape.mode === "per_target"
+        ? recordings.filter((recording) =>
+          recording.kind === "dial" && recording.peer === b.address && recording.at > from &&
+          recording.at <= to
+        ).length
+        : Math.max(errors, options.windowIntervals);
+      row[`${fault.name}_dial_errors_per_100`] = round(errors / Math.max(1, probes) * 100, 1);
+      const start = before.get(fleet);
+      const end = after.get(fleet);
+      const share = (lost: number, sent: number) => sent > 0 ? round(lost / sent, 3) : null;
+      row[`${fault.name}_echo_small_lost`] = start && end
+        ? share(end.smallLost - start.smallLost, end.smallSent - start.smallSent)
+        : null;
+      row[`${fault.name}_echo_full_lost`] = start && end
+        ? share(end.fullLost - start.fullLost, end.fullSent - start.fullSent)
+        : null;
+    }
+  }
+  await cluster.setAllLinks({ delay_ms: 1 });
+  await cluster.setLink(b, a, { delay_ms: 1 });
+  await sleep(2 * options.intervalMs);
 }
 
 /** Load: node-0's instance of every tool probes every pod of a crowd, scraped as Prometheus would and then back to back. Returns the load summary, or undefined without a crowd. */

@@ -189,6 +189,17 @@ const FIGURES = [
   ],
   ["rolling_restart_dial_errors", "rolling restart: dial errors counted (false alarms)"],
   ["series_left_for_old_pod_ips", "rolling restart: series left for old pod IPs"],
+  [
+    "loss_10_dial_errors_per_100",
+    "10% loss node-0 → node-1: dials to node-1 failed per 100 (a lost SYN resent after 1 s)",
+  ],
+  ["loss_10_echo_small_lost", "10% loss: share of small echoes lost (tools that echo)"],
+  [
+    "mtu_black_hole_dial_errors_per_100",
+    "MTU black hole (packets over 1,400 bytes dropped): dials failed per 100",
+  ],
+  ["mtu_black_hole_echo_full_lost", "MTU black hole: share of full-size echoes lost"],
+  ["mtu_black_hole_echo_small_lost", "MTU black hole: share of small echoes lost"],
   ["steady_rss_mib", "resident memory per instance, steady (MiB)"],
   ["steady_cpu_seconds_per_1000_probes", "CPU s per 1,000 probes, steady"],
   ["steady_scrape_median_ms", "scrape (/metrics or /probe) median, steady (ms)"],
@@ -231,6 +242,7 @@ export type DetectionView = `${Fault}_detection` | `${Fault}_detection_prometheu
 /** Figures report.json keeps beyond the table's lines. */
 type KeptFigure =
   | "steady_probes_per_second"
+  | "loss_10_echo_full_lost"
   | `${Fault}_observations`
   | `${DetectionView}_${"median_ms" | "max_ms" | "all_ms" | "mean_ms" | "mean_ci95_ms" | "missed"}`;
 /** A figure's value: a number, a verdict or an interval as text, every observation, or none. */
