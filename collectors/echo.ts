@@ -317,14 +317,21 @@ export class EchoCollector extends ProbeCollector {
     if (!listen || this.#server) return;
     const known = () => this.#known;
     const peersOnly = this.#context.peersFromDiscovery === true;
-    this.#server = new EchoServer({
-      hostname: listen.hostname,
-      port: listen.port,
-      ratePerSecond: this.#config.rateLimit,
-      allowed: (address) =>
-        !peersOnly || known().has(address) || this.#staticAddresses.has(address),
-      count: (result: EchoRequestResult) => this.#requests.inc({ result }),
-    });
+    try {
+      this.#server = new EchoServer({
+        hostname: listen.hostname,
+        port: listen.port,
+        ratePerSecond: this.#config.rateLimit,
+        allowed: (address) =>
+          !peersOnly || known().has(address) || this.#staticAddresses.has(address),
+        count: (result: EchoRequestResult) => this.#requests.inc({ result }),
+      });
+    } catch (error) {
+      throw new Error(
+        `Cannot answer echo on ${formatHostPort(listen)}/udp: ${describeError(error)}`,
+        { cause: error },
+      );
+    }
     this.#logger.info(`echo: answering on ${formatHostPort(listen)}/udp`, {
       address: formatHostPort(listen),
       peers_only: peersOnly,

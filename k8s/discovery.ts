@@ -47,7 +47,10 @@ export interface PeerSink {
   setPeers(peers: readonly Peer[]): void;
   /** Counts a failure of discovery where the collector counts its own (`network_error_total`). */
   countInternalError(): void;
-  /** Every discovered pod's addresses, selected or not: the peers that may probe this pod. */
+  /**
+   * The addresses of every pod discovery sees, ready or not, selected or not: the peers that may
+   * probe this pod.
+   */
   setKnownAddresses?(addresses: readonly string[]): void;
 }
 
@@ -386,12 +389,16 @@ export class Discovery {
     }));
   }
 
-  #reconcile(pods: Iterable<PodRecord>): void {
+  #reconcile(iterable: Iterable<PodRecord>): void {
+    const pods = [...iterable];
     const previous = this.#selection;
     this.#selection = selectPeers(pods, this.#settings.identity, this.#settings.maxPeers);
     const { discovered, selected, selfNode } = this.#selection;
     this.#context.network.setPeers(peerEndpoints(selected, this.#settings.port));
-    this.#context.network.setKnownAddresses?.(discovered.flatMap((pod) => pod.ips));
+    // Every pod of the release with an address, ready or not: a pod that has just started echoes
+    // to its peers before it is Ready (its readiness waits for that first round), and a pod on
+    // its way out still does until it stops.
+    this.#context.network.setKnownAddresses?.(pods.flatMap((pod) => pod.ips));
     this.#context.metrics.peers.set({ state: "discovered" }, discovered.length);
     this.#context.metrics.peers.set({ state: "selected" }, selected.length);
     if (

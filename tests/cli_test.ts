@@ -268,3 +268,35 @@ Deno.test("cli: check with nothing to probe is one line and exit 2", async () =>
   assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
   assert.match(stderr, /nothing to probe/);
 });
+
+Deno.test("cli: a port in use, TCP for HTTP or UDP for echo, is one ERROR line naming it and exit 1", async () => {
+  using tcp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const busyTcp = await runProgram([
+    `--web.listen-address=127.0.0.1:${tcp.addr.port}`,
+    "--no-collector.dns",
+    "--k8s.discovery=off",
+  ]);
+  assert.equal(busyTcp.code, 1, busyTcp.stderr);
+  const udp = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  try {
+    const port = (udp.addr as Deno.NetAddr).port;
+    const busyUdp = await runProgram([
+      `--web.listen-address=127.0.0.1:${port}`,
+      "--no-collector.dns",
+      "--k8s.discovery=off",
+    ]);
+    assert.equal(busyUdp.code, 1, busyUdp.stderr);
+    for (
+      const [run, address] of [[busyTcp, `127.0.0.1:${tcp.addr.port}`], [
+        busyUdp,
+        `127.0.0.1:${port}/udp`,
+      ]] as const
+    ) {
+      const errors = run.stderr.split("\n").filter((line) => line.includes('"level":"ERROR"'));
+      assert.equal(errors.length, 1, run.stderr);
+      assert.ok(errors[0]!.includes(address), errors[0]!);
+    }
+  } finally {
+    udp.close();
+  }
+});

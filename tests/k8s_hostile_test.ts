@@ -340,3 +340,51 @@ Deno.test("hostile API: a watch that answers and then stays quiet past the open 
     await watcher.stop();
   }
 });
+
+Deno.test("discovery: every pod of the release with an address may echo, ready or not; only ready ones are probed", async () => {
+  const starting = {
+    ...pod("b"),
+    status: {
+      phase: "Running",
+      podIPs: [{ ip: "10.0.0.6" }],
+      conditions: [{ type: "Ready", status: "False" }],
+    },
+  };
+  let known: readonly string[] = [];
+  let peers: readonly string[] = [];
+  const sink = {
+    setPeers: (endpoints: readonly { hostname: string }[]) =>
+      void (peers = endpoints.map((endpoint) => endpoint.hostname)),
+    setKnownAddresses: (addresses: readonly string[]) => void (known = addresses),
+    countInternalError: () => {},
+  };
+  const metrics = createExporterMetrics();
+  const client = fakeClient((path, signal) =>
+    isWatch(path) ? blackHole(path, signal) : Promise.resolve(listAnswer([pod("a"), starting]))
+  );
+  const discovery = new Discovery(
+    {
+      cluster: {} as never,
+      namespace: "monitoring",
+      labelSelector: "app=x",
+      port: 8000,
+      maxPeers: 10,
+      requestTimeoutMs: 1_000,
+      identity: { podName: "self", podIPs: ["10.0.0.1"], node: "node-self" },
+    },
+    {
+      network: sink,
+      metrics: createDiscoveryMetrics(metrics.registry),
+      logger: getLogger(["test"]),
+      client,
+    },
+  );
+  discovery.start();
+  try {
+    await waitFor(() => Promise.resolve(discovery.ready), 5_000, "synced");
+    assert.deepEqual(peers, ["10.0.0.5"], "the starting pod is not probed yet");
+    assert.deepEqual([...known].sort(), ["10.0.0.5", "10.0.0.6"], "but it may echo already");
+  } finally {
+    await discovery.stop();
+  }
+});
