@@ -114,6 +114,16 @@ export function configureEcho(values: FlagValues): EchoConfig {
   };
 }
 
+/** The counters of datagrams, each told apart by `size`: small (64 bytes) or full. */
+const SENT = {
+  name: "echo_packets_sent_total",
+  help: "Echo datagrams sent, by size: small (64 bytes) or full (fills the path MTU).",
+};
+const LOST = {
+  name: "echo_packets_lost_total",
+  help: "Echo datagrams not back within --echo.timeout (or not sent: EMSGSIZE), by size.",
+};
+
 /** The middle of sorted `values` (seconds), or undefined for none. */
 function median(values: readonly number[]): number | undefined {
   if (values.length === 0) return undefined;
@@ -208,26 +218,10 @@ export class EchoCollector extends ProbeCollector {
           },
         },
         counters: {
-          smallSent: {
-            name: "echo_packets_sent_total",
-            help: "Echo datagrams sent, by size: small (64 bytes) or full (fills the path MTU).",
-            labels: { size: "small" },
-          },
-          fullSent: {
-            name: "echo_packets_sent_total",
-            help: "Echo datagrams sent, by size: small (64 bytes) or full (fills the path MTU).",
-            labels: { size: "full" },
-          },
-          smallLost: {
-            name: "echo_packets_lost_total",
-            help: "Echo datagrams not back within --echo.timeout (or not sent: EMSGSIZE), by size.",
-            labels: { size: "small" },
-          },
-          fullLost: {
-            name: "echo_packets_lost_total",
-            help: "Echo datagrams not back within --echo.timeout (or not sent: EMSGSIZE), by size.",
-            labels: { size: "full" },
-          },
+          smallSent: { ...SENT, labels: { size: "small" } },
+          fullSent: { ...SENT, labels: { size: "full" } },
+          smallLost: { ...LOST, labels: { size: "small" } },
+          fullLost: { ...LOST, labels: { size: "full" } },
         },
       }),
       config,

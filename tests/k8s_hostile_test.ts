@@ -47,6 +47,17 @@ const pod = (name: string) => ({
   },
 });
 
+/** Discovery of the pods labelled app=x in "monitoring", as the pod "self" on node-self. */
+const DISCOVERY_SETTINGS = {
+  cluster: {} as never,
+  namespace: "monitoring",
+  labelSelector: "app=x",
+  port: 8000,
+  maxPeers: 10,
+  requestTimeoutMs: 1_000,
+  identity: { podName: "self", podIPs: ["10.0.0.1"], node: "node-self" },
+};
+
 const listAnswer = (items = [pod("a")], more = "") =>
   Response.json({ metadata: { resourceVersion: "5", continue: more }, items });
 
@@ -260,15 +271,7 @@ Deno.test("discovery: an outage is one warning with its cause, another kind of f
     return isWatch(path) ? blackHole(path, signal) : Promise.resolve(listAnswer());
   });
   const discovery = new Discovery(
-    {
-      cluster: {} as never,
-      namespace: "monitoring",
-      labelSelector: "app=x",
-      port: 8000,
-      maxPeers: 10,
-      requestTimeoutMs: 1_000,
-      identity: { podName: "self", podIPs: ["10.0.0.1"], node: "node-self" },
-    },
+    DISCOVERY_SETTINGS,
     {
       network,
       metrics: createDiscoveryMetrics(metrics.registry),
@@ -363,15 +366,7 @@ Deno.test("discovery: every pod of the release with an address may echo, ready o
     isWatch(path) ? blackHole(path, signal) : Promise.resolve(listAnswer([pod("a"), starting]))
   );
   const discovery = new Discovery(
-    {
-      cluster: {} as never,
-      namespace: "monitoring",
-      labelSelector: "app=x",
-      port: 8000,
-      maxPeers: 10,
-      requestTimeoutMs: 1_000,
-      identity: { podName: "self", podIPs: ["10.0.0.1"], node: "node-self" },
-    },
+    DISCOVERY_SETTINGS,
     {
       network: sink,
       metrics: createDiscoveryMetrics(metrics.registry),

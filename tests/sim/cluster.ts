@@ -429,16 +429,7 @@ export class SimCluster implements AsyncDisposable {
       {
         host: node.address,
         port: EXPORTER_PORT,
-        command: this.#pinned("nodes", [
-          "ip",
-          "netns",
-          "exec",
-          node.netns,
-          Deno.execPath(),
-          "run",
-          ...START_FLAGS,
-          MAIN,
-        ]),
+        command: this.#exporterCommand(node),
         env: {
           POD_NAME: node.podName,
           NODE_NAME: node.name,
@@ -458,16 +449,7 @@ export class SimCluster implements AsyncDisposable {
     const exporter = await startExporter(args, {
       host: node.address,
       port,
-      command: this.#pinned("nodes", [
-        "ip",
-        "netns",
-        "exec",
-        node.netns,
-        Deno.execPath(),
-        "run",
-        ...START_FLAGS,
-        MAIN,
-      ]),
+      command: this.#exporterCommand(node),
     });
     this.beforeTeardown(() => exporter.stop().then(() => {}, () => {}));
     return exporter;
@@ -586,6 +568,20 @@ export class SimCluster implements AsyncDisposable {
     ]);
     const output = await run(command!, ...args);
     return JSON.parse(output) as number[];
+  }
+
+  /** The exporter from source in `node`'s namespace, as `deno task start` runs it. */
+  #exporterCommand(node: SimNode): string[] {
+    return this.#pinned("nodes", [
+      "ip",
+      "netns",
+      "exec",
+      node.netns,
+      Deno.execPath(),
+      "run",
+      ...START_FLAGS,
+      MAIN,
+    ]);
   }
 
   /** `command` run on the CPUs of `role` when {@link SimOptions.cpus} says so. */
