@@ -705,10 +705,10 @@ while True:
     for echo in echoes:
         if echo in readable:
             data, ancillary, _, sender = echo.recvmsg(65536, socket.CMSG_SPACE(12))
-            if data[:6] != b"NXEC\x01\x01" or len(data) < 20:
+            if data[:6] != b"NXEC\\x01\\x01" or len(data) < 20:
                 continue
             info = [cdata for level, kind, cdata in ancillary if kind == IP_PKTINFO]
             # struct in_pktinfo: ifindex, local address, the address it was sent to.
-            control = [(socket.IPPROTO_IP, IP_PKTINFO, b"\x00" * 4 + info[0][8:12] + b"\x00" * 4)] if info else []
-            echo.sendmsg([data[:5] + b"\x02" + data[6:]], control, 0, sender)
+            control = [(socket.IPPROTO_IP, IP_PKTINFO, b"\\x00" * 4 + info[0][8:12] + b"\\x00" * 4)] if info else []
+            echo.sendmsg([data[:5] + b"\\x02" + data[6:]], control, 0, sender)
 `;
