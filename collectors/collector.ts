@@ -182,6 +182,7 @@ export class ProbeCollector implements Collector {
   readonly #history = new Map<string, TargetHistory>();
 
   readonly #warmUp: (signal: AbortSignal) => Promise<void>;
+  #prepared = false;
 
   /** `warmUp` exercises the probe path without probing a target (see {@link Collector.warmUp}). */
   constructor(
@@ -257,6 +258,7 @@ export class ProbeCollector implements Collector {
   }
 
   start(): void {
+    this.#prepareOnce();
     this.#scheduler.start();
   }
 
@@ -265,7 +267,21 @@ export class ProbeCollector implements Collector {
   }
 
   warmUp(signal: AbortSignal): Promise<void> {
+    this.#prepareOnce();
     return this.#warmUp(signal);
+  }
+
+  /**
+   * Opens what probing needs beyond the collector itself (libc, a dialer), once, before the
+   * first `start()` or `warmUp()`: not at construction, so that a run that ends before probing
+   * starts (a flag error, a listen address in use) has opened nothing. Nothing by default.
+   */
+  protected prepare(): void {}
+
+  #prepareOnce(): void {
+    if (this.#prepared) return;
+    this.#prepared = true;
+    this.prepare();
   }
 
   async probeAll(signal: AbortSignal): Promise<TargetStatus[]> {

@@ -14,7 +14,6 @@ import * as client from "../lib/prom_client.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../lib/address.ts";
 import { type Flag, type FlagValues, integerFlag, listFlag, valueFlag } from "../lib/flags.ts";
 import { describeError } from "../lib/errors.ts";
-import { type Libc, openLibc } from "../lib/libc.ts";
 import {
   type CollectorContext,
   createProbeMetrics,
@@ -31,7 +30,7 @@ import {
   probeEcho,
 } from "./probe_echo.ts";
 import { ECHO_REQUEST_RESULTS, type EchoRequestResult, EchoServer } from "./echo_server.ts";
-import { connectedUdpExchanger } from "./udp_connected.ts";
+import { type ConnectedUdp, openConnectedUdp } from "./udp_connected.ts";
 
 /** The echo collector's settings, from its flags. */
 export interface EchoConfig extends ProbePacing {
@@ -180,13 +179,11 @@ export class EchoCollector extends ProbeCollector {
   /** The rounds' options; the exchanger is set when probing starts. */
   readonly #probeOptions: { -readonly [K in keyof EchoProbeOptions]: EchoProbeOptions[K] };
   readonly #requests: client.Counter<"result">;
-  readonly #exchangerGiven: boolean;
   /** Addresses of every discovered pod: who may ask, when discovery runs. */
   #known = new Set<string>();
-  #staticAddresses: ReadonlySet<string>;
-  #libc: Libc | undefined;
+  readonly #staticAddresses: ReadonlySet<string>;
+  #connected: ConnectedUdp | undefined;
   #server: EchoServer | undefined;
-  #prepared = false;
 
   constructor(config: EchoConfig, context: CollectorContext, options: EchoCollectorOptions = {}) {
     super(
@@ -233,7 +230,6 @@ export class EchoCollector extends ProbeCollector {
     this.#logger = context.logger;
     this.#static = config.targets.map((target) => ({ ...target, node: "" }));
     this.#staticAddresses = new Set(config.targets.map((target) => target.hostname.toLowerCase()));
-    this.#exchangerGiven = options.probe?.exchanger !== undefined;
     this.#probeOptions = {
       count: config.count,
       fullSize: config.fullSize,
@@ -262,22 +258,16 @@ export class EchoCollector extends ProbeCollector {
   }
 
   override start(): void {
-    this.#prepare();
     this.#listen();
     super.start();
-  }
-
-  override warmUp(signal: AbortSignal): Promise<void> {
-    this.#prepare();
-    return super.warmUp(signal);
   }
 
   override async stop(): Promise<void> {
     await super.stop();
     await this.#server?.close();
     this.#server = undefined;
-    this.#libc?.close();
-    this.#libc = undefined;
+    this.#connected?.close();
+    this.#connected = undefined;
   }
 
   /** The address the answering side listens on, once started. */
@@ -290,13 +280,12 @@ export class EchoCollector extends ProbeCollector {
    * (refusals seen at once, the path MTU read from the route, EMSGSIZE);
    * without it, rounds go over Deno's sockets with `--echo.full-size` or 1472.
    */
-  #prepare(): void {
-    if (this.#prepared) return;
-    this.#prepared = true;
-    if (this.#exchangerGiven) return;
+  protected override prepare(): void {
+    // An exchanger given by the caller (a test) is kept.
+    if (this.#probeOptions.exchanger) return;
     try {
-      this.#libc = openLibc();
-      this.#probeOptions.exchanger = connectedUdpExchanger(this.#libc, { dontFragment: true });
+      this.#connected = openConnectedUdp({ dontFragment: true });
+      this.#probeOptions.exchanger = this.#connected.exchanger;
     } catch (error) {
       this.#logger.info(
         `echo: rounds over Deno's sockets (no path MTU, no Don't Fragment control): ${

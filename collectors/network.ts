@@ -215,23 +215,8 @@ export class NetworkCollector extends ProbeCollector {
     );
   }
 
-  override start(): void {
-    this.#chooseClock();
-    super.start();
-  }
-
-  override warmUp(signal: AbortSignal): Promise<void> {
-    this.#chooseClock();
-    return super.warmUp(signal);
-  }
-
-  /**
-   * Opens the kernel dialer, or says in one line why the wall clock is used,
-   * when probing starts: not at construction, so that a run that ends before
-   * it starts (a flag error, a listen address in use) has opened nothing.
-   */
-  #chooseClock(): void {
-    if (this.#clockChosen) return;
+  /** Opens the kernel dialer, or says in one line why the wall clock is used. */
+  protected override prepare(): void {
     this.#clockChosen = true;
     if (this.#wantsKernelClock && !this.#stopped) {
       try {

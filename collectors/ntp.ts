@@ -18,9 +18,8 @@ import {
 } from "./collector.ts";
 import { pacingFlags, type ProbePacing } from "./pacing.ts";
 import { NTP_ERROR_REASONS, type NtpProbeOptions, probeNtp, warmUpNtp } from "./probe_ntp.ts";
-import { type Libc, openLibc } from "../lib/libc.ts";
 import { describeError } from "../lib/errors.ts";
-import { connectedUdpExchanger } from "./udp_connected.ts";
+import { type ConnectedUdp, openConnectedUdp } from "./udp_connected.ts";
 
 /** The NTP collector's settings, from its flags. */
 export interface NtpConfig extends ProbePacing {
@@ -91,8 +90,7 @@ export class NtpCollector extends ProbeCollector {
   /** The probes' options; the exchanger is set when probing starts. */
   readonly #probeOptions: NtpProbeOptions;
   readonly #context: CollectorContext;
-  #libc: Libc | undefined;
-  #exchangerChosen: boolean;
+  #connected: ConnectedUdp | undefined;
 
   constructor(config: NtpConfig, context: CollectorContext, options: NtpProbeOptions = {}) {
     super(
@@ -140,28 +138,15 @@ export class NtpCollector extends ProbeCollector {
     );
     this.#context = context;
     this.#probeOptions = { ...options };
-    // An exchanger given by the caller (tests) is kept as it is.
-    this.#exchangerChosen = options.exchanger !== undefined;
     this.setTargets(ntpTargets(config, this.#probeOptions));
   }
 
-  override start(): void {
-    this.#chooseExchanger();
-    super.start();
-  }
-
-  override warmUp(signal: AbortSignal): Promise<void> {
-    this.#chooseExchanger();
-    return super.warmUp(signal);
-  }
-
-  /** Opens libc when probing starts, not at construction: a run that never starts opens nothing. */
-  #chooseExchanger(): void {
-    if (this.#exchangerChosen) return;
-    this.#exchangerChosen = true;
+  /** Sockets connected through libc for the exchanges, unless the caller (a test) gave its own. */
+  protected override prepare(): void {
+    if (this.#probeOptions.exchanger) return;
     try {
-      this.#libc = openLibc();
-      this.#probeOptions.exchanger = connectedUdpExchanger(this.#libc);
+      this.#connected = openConnectedUdp();
+      this.#probeOptions.exchanger = this.#connected.exchanger;
     } catch (error) {
       this.#context.logger.info(
         `ntp: a closed server port reads as a timeout (no connected socket): ${
@@ -173,7 +158,7 @@ export class NtpCollector extends ProbeCollector {
 
   override async stop(): Promise<void> {
     await super.stop();
-    this.#libc?.close();
-    this.#libc = undefined;
+    this.#connected?.close();
+    this.#connected = undefined;
   }
 }

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { encodeSockaddr, ERRNO_NAMES, type Libc, LINUX } from "../lib/libc.ts";
+import { encodeSockaddr, ERRNO_NAMES, type Libc, LINUX, openLibc } from "../lib/libc.ts";
 import type { UdpExchanger } from "./udp.ts";
 
 /** `struct pollfd` (poll.h): int fd, short events, short revents. */
@@ -47,6 +47,23 @@ export interface ConnectedUdpOptions {
    * echo's full-size datagram, whose point is to cross the path whole.
    */
   readonly dontFragment?: boolean;
+}
+
+/** A connected-socket exchanger and the libc it was opened with, closed together. */
+export interface ConnectedUdp {
+  readonly exchanger: UdpExchanger;
+  /** Closes libc; call it once no exchange runs any more. */
+  close(): void;
+}
+
+/**
+ * Opens libc and a {@link connectedUdpExchanger} on it, for a collector's
+ * lifetime.
+ * @throws {LibcUnavailable} (lib/libc.ts) when libc cannot be opened.
+ */
+export function openConnectedUdp(options: ConnectedUdpOptions = {}): ConnectedUdp {
+  const libc = openLibc();
+  return { exchanger: connectedUdpExchanger(libc, options), close: () => libc.close() };
 }
 
 /** A {@link UdpExchanger} whose sockets are connected to the server through `libc`. */
