@@ -13,6 +13,7 @@
  */
 
 import { decodeEcho, ECHO_REQUEST, markReply } from "./echo_wire.ts";
+import { plainAddress } from "./udp.ts";
 
 /** What became of a datagram that arrived. */
 export type EchoRequestResult = "answered" | "refused" | "rate_limited";
@@ -103,7 +104,7 @@ export class EchoServer {
 
   #judge(message: Uint8Array, sender: Deno.NetAddr): EchoRequestResult {
     const header = decodeEcho(message);
-    if (header?.type !== ECHO_REQUEST || !this.#options.allowed(plain(sender.hostname))) {
+    if (header?.type !== ECHO_REQUEST || !this.#options.allowed(plainAddress(sender.hostname))) {
       return "refused";
     }
     const now = this.#now();
@@ -114,10 +115,4 @@ export class EchoServer {
     this.#tokens -= 1;
     return "answered";
   }
-}
-
-/** An IPv4-mapped IPv6 address as the IPv4 address it is. */
-function plain(address: string): string {
-  const lower = address.toLowerCase();
-  return lower.startsWith("::ffff:") && lower.includes(".") ? lower.slice(7) : lower;
 }

@@ -43,8 +43,8 @@ export type UdpExchanger = <T>(
   use: (exchange: UdpExchange) => Promise<T>,
 ) => Promise<T>;
 
-/** Strips the IPv4-mapped prefix, so a sender compares with the server as written. */
-function plainAddress(address: string): string {
+/** Strips the IPv4-mapped prefix, so a sender compares with an address as written. */
+export function plainAddress(address: string): string {
   const lower = address.toLowerCase();
   return lower.startsWith("::ffff:") && isIP(lower.slice(7)) === 4 ? lower.slice(7) : lower;
 }

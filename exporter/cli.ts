@@ -101,21 +101,20 @@ function parsePath(text: string): string {
   return text;
 }
 
-// "warn" is how the Prometheus ecosystem (promlog, exporter-toolkit) spells it.
-const LOG_LEVEL = choiceFlag("log.level", "Least severe level logged", "info", LOG_LEVELS, {
-  warn: "warning",
-});
-const LOG_FORMAT = choiceFlag("log.format", "Log line format", "json", LOG_FORMATS);
+/** `--log.level` and `--log.format` with a command's defaults. */
+function logFlags(level: LogSettings["level"], format: LogSettings["format"]) {
+  return {
+    // "warn" is how the Prometheus ecosystem (promlog, exporter-toolkit) spells it.
+    level: choiceFlag("log.level", "Least severe level logged", level, LOG_LEVELS, {
+      warn: "warning",
+    }),
+    format: choiceFlag("log.format", "Log line format", format, LOG_FORMATS),
+  };
+}
+const SERVE_LOG = logFlags("info", "json");
 // check prints its results as a table for a person: its logs say only what went wrong in the
 // exporter itself, as text (a failed target is in the table, not in a log line).
-const CHECK_LOG_LEVEL = choiceFlag(
-  "log.level",
-  "Least severe level logged",
-  "warning",
-  LOG_LEVELS,
-  { warn: "warning" },
-);
-const CHECK_LOG_FORMAT = choiceFlag("log.format", "Log line format", "text", LOG_FORMATS);
+const CHECK_LOG = logFlags("warning", "text");
 const LISTEN_ADDRESS = valueFlag(
   "web.listen-address",
   "[host]:port",
@@ -156,7 +155,7 @@ const PROBE_GROUPS: readonly FlagGroup[] = [
 ];
 const SERVE_GROUPS: readonly FlagGroup[] = [
   ...PROBE_GROUPS,
-  { title: "Logging", flags: [LOG_LEVEL, LOG_FORMAT] },
+  { title: "Logging", flags: [SERVE_LOG.level, SERVE_LOG.format] },
   {
     title: "Listening",
     flags: [LISTEN_ADDRESS, MAX_CONNECTIONS, TELEMETRY_PATH, WEB_CONFIG_FILE, ECHO_LISTEN_FLAG],
@@ -166,7 +165,7 @@ const CHECK_GROUPS: readonly FlagGroup[] = [
   ...PROBE_GROUPS,
   {
     title: "Logging (to stderr; the results go to stdout)",
-    flags: [CHECK_LOG_LEVEL, CHECK_LOG_FORMAT],
+    flags: [CHECK_LOG.level, CHECK_LOG.format],
   },
   { title: "Output", flags: [OUTPUT] },
 ];
@@ -183,7 +182,7 @@ const HELP_TRAILER = [
 async function settingsOf(
   command: Command,
   flags: readonly Flag<unknown>[],
-  log: { readonly level: typeof LOG_LEVEL; readonly format: typeof LOG_FORMAT },
+  log: ReturnType<typeof logFlags>,
   env: (name: string) => string | undefined,
 ) {
   const values = readFlags(command, flags, env);
@@ -303,10 +302,7 @@ export async function parseCommandLine(
     ),
     SERVE_FLAGS,
   ).action(async (_options, command: Command) => {
-    const { values, settings } = await settingsOf(command, SERVE_FLAGS, {
-      level: LOG_LEVEL,
-      format: LOG_FORMAT,
-    }, env);
+    const { values, settings } = await settingsOf(command, SERVE_FLAGS, SERVE_LOG, env);
     const webConfigPath = WEB_CONFIG_FILE.read(values);
     let webConfig: { path: string; config: WebConfig } | undefined;
     if (webConfigPath !== "") {
@@ -332,10 +328,7 @@ export async function parseCommandLine(
     ),
     CHECK_FLAGS,
   ).action(async (_options, command: Command) => {
-    const { values, settings } = await settingsOf(command, CHECK_FLAGS, {
-      level: CHECK_LOG_LEVEL,
-      format: CHECK_LOG_FORMAT,
-    }, env);
+    const { values, settings } = await settingsOf(command, CHECK_FLAGS, CHECK_LOG, env);
     invocation = { command: "check", settings, output: OUTPUT.read(values) };
   });
 

@@ -166,9 +166,6 @@ export async function renderRegistry(
   return sink.bytes();
 }
 
-/** A histogram's series between two looks at the clock (a series is about 40 lines). */
-const SERIES_PER_TURN_CHECK = 64;
-
 /** `name_bucket{le="…"` of each bound of a histogram, and of +Inf last. */
 const bucketPrefixes = new WeakMap<object, string[]>();
 
@@ -221,11 +218,10 @@ async function renderHistogram(
   const buckets = bucketPrefixesOf(histogram);
   const sum = `${histogram.name}_sum`;
   const count = `${histogram.name}_count`;
-  let written = 0;
   // Each series is written whole between two turns, so its buckets, _sum and _count agree; a
   // Map's iterator stays valid when a probe adds or removes a series during a turn given away.
   for (const series of histogram.series()) {
-    if (turns && ++written % SERIES_PER_TURN_CHECK === 0) await turns.maybeYield();
+    await turns?.item();
     const [bucketEnd, ownEnd] = seriesEndsOf(series.labels);
     let cumulative = 0;
     for (let i = 0; i < bounds.length; i++) {

@@ -198,18 +198,14 @@ function nativeFields(native: NativeBuckets) {
   };
 }
 
-/** A histogram's series between two looks at the clock. */
-const SERIES_PER_TURN_CHECK = 64;
-
 async function histogramFamily(
   histogram: Histogram,
   turns: TurnTaker | undefined,
 ): Promise<FamilyInit> {
   const metric: Record<string, unknown>[] = [];
-  let read = 0;
   // Each series is read whole between two turns, so its buckets and count agree.
   for (const series of histogram.series()) {
-    if (turns && ++read % SERIES_PER_TURN_CHECK === 0) await turns.maybeYield();
+    await turns?.item();
     const bucket: { cumulativeCount: bigint; upperBound: number }[] = [];
     let cumulative = 0;
     for (let i = 0; i < histogram.classicBounds.length; i++) {
