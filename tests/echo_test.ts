@@ -23,6 +23,7 @@ import { DEFAULT_BUCKETS } from "../collectors/pacing.ts";
 import { createExporterMetrics } from "../exporter/metrics.ts";
 import { openLibc } from "../lib/libc.ts";
 import { parseCommandLine } from "../exporter/cli.ts";
+import { closedUdpPort } from "./helpers/tcp.ts";
 
 const NONCE = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
 
@@ -226,9 +227,7 @@ Deno.test("echo round: every datagram back on a clean path, the full-size one fi
 Deno.test("echo round: a closed port is refused at once; silence is a timeout with every datagram lost", async () => {
   const libc = openLibc();
   try {
-    const closed = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
-    const port = (closed.addr as Deno.NetAddr).port;
-    closed.close();
+    const port = closedUdpPort();
     const refused = await probeEcho(
       { hostname: "127.0.0.1", port },
       { count: 5, fullSize: 0, exchanger: connectedUdpExchanger(libc, { dontFragment: true }) },

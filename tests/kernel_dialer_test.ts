@@ -13,15 +13,10 @@ import { get, START_FLAGS, startExporter, waitUntilReady } from "./helpers/expor
 import { Exposition } from "./helpers/metrics.ts";
 import { requires } from "./helpers/requirements.ts";
 import { closedPort, startBlackhole, startListener } from "./helpers/tcp.ts";
+import { procEntries } from "./helpers/proc.ts";
 
 function kernelOptions(dialer: KernelDialer): TcpProbeOptions {
   return { dial: (hostname, port, signal) => dialer.dial(hostname, port, signal) };
-}
-
-/** Entries of this process's /proc directory `what`, listed by `ls` (Deno denies /proc/self to tests). */
-function procEntries(what: "fd" | "task"): number {
-  const output = new Deno.Command("ls", { args: [`/proc/${Deno.pid}/${what}`] }).outputSync();
-  return new TextDecoder().decode(output.stdout).trim().split("\n").length;
 }
 
 const openDescriptors = () => procEntries("fd");

@@ -8,6 +8,8 @@ import { createExporterMetrics } from "../exporter/metrics.ts";
 import { parseCommandLine } from "../exporter/cli.ts";
 import { openLibc } from "../lib/libc.ts";
 import { connectedUdpExchanger } from "../collectors/udp_connected.ts";
+import { procEntries } from "./helpers/proc.ts";
+import { closedUdpPort } from "./helpers/tcp.ts";
 
 const probe = (port: number, timeoutMs = 1_000) =>
   probeNtp({ hostname: "127.0.0.1", port }, {}, AbortSignal.timeout(timeoutMs));
@@ -186,19 +188,7 @@ function configureNtpFor(address: string): NtpConfig {
   };
 }
 
-/** Entries of this process's open descriptors, listed by `ls` (Deno denies /proc/self to tests). */
-function openDescriptors(): number {
-  const output = new Deno.Command("ls", { args: [`/proc/${Deno.pid}/fd`] }).outputSync();
-  return new TextDecoder().decode(output.stdout).split("\n").filter(Boolean).length;
-}
-
-/** A loopback UDP port that nothing listens on (bound, then closed). */
-function closedUdpPort(hostname: string): number {
-  const socket = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
-  const port = (socket.addr as Deno.NetAddr).port;
-  socket.close();
-  return port;
-}
+const openDescriptors = () => procEntries("fd");
 
 Deno.test("NTP over a socket connected through libc: a closed port is refused at once, and the rest reads as over Deno's socket", async () => {
   const libc = openLibc();

@@ -59,3 +59,9 @@ export async function stopChild(
     clearTimeout(killer);
   }
 }
+
+/** Entries of this process's /proc directory `what`, listed by `ls` (Deno denies /proc/self to tests). */
+export function procEntries(what: "fd" | "task"): number {
+  const output = new Deno.Command("ls", { args: [`/proc/${Deno.pid}/${what}`] }).outputSync();
+  return new TextDecoder().decode(output.stdout).trim().split("\n").length;
+}

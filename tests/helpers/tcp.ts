@@ -45,6 +45,14 @@ export function closedPort(hostname = "127.0.0.1"): number {
   return port;
 }
 
+/** A loopback UDP port with nothing bound: bind, note the port, close. */
+export function closedUdpPort(hostname = "127.0.0.1"): number {
+  const socket = Deno.listenDatagram({ hostname, port: 0, transport: "udp" });
+  const port = (socket.addr as Deno.NetAddr).port;
+  socket.close();
+  return port;
+}
+
 /**
  * A loopback port that never completes a handshake: a Python socket listening
  * with a backlog of 0 and never accepting, its queue filled by one connection,
