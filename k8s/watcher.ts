@@ -44,7 +44,10 @@ export interface WatcherOptions {
   readonly client: ApiClient;
   readonly namespace: string;
   readonly labelSelector: string;
-  /** Server-side watch timeout; the server ends the stream after it and the watcher resumes. */
+  /**
+   * Server-side watch timeout; the server ends the stream after it and the watcher resumes. Each
+   * watch asks for up to a fifth more, at random ({@link WATCH_TIMEOUT_SPREAD}).
+   */
   readonly watchTimeoutSeconds?: number;
   /** How long past the server's timeout a silent stream is tolerated before it is cut. */
   readonly silenceSlackMs?: number;
@@ -91,6 +94,60 @@ class EmptyWatch extends Error {
   override name = "EmptyWatch";
 }
 
+/** The server-side timeout of a watch by default: each pod opens one watch per ~5 minutes. */
+export const WATCH_TIMEOUT_SECONDS = 300;
+/**
+ * A watch's server-side timeout is spread up to this fraction above the base
+ * (300–360 s): pods started together (an install, a rollout round, an API
+ * server restart) would otherwise renew their watches in the same second
+ * every 5 minutes, for as long as they run (docs/scale.md measured it).
+ * client-go spreads its reflectors' watches the same way, over 5–10 minutes.
+ */
+export const WATCH_TIMEOUT_SPREAD = 0.2;
+
+/** One watch's server-side timeout: `baseSeconds` spread by {@link WATCH_TIMEOUT_SPREAD}. */
+export function watchTimeout(baseSeconds: number, random: () => number): number {
+  return Math.round(baseSeconds * (1 + WATCH_TIMEOUT_SPREAD * random()));
+}
+
+/** Pods per list page by default. */
+export const LIST_PAGE_SIZE = 500;
+
+/**
+ * The path of a pods request of the watcher: a list page or a watch, for
+ * `namespace` and `labelSelector`, with `query` (limit, continue, watch,
+ * resourceVersion…). Exported so that the scale harness's hollow exporters
+ * (tests/cluster/hollow.ts) ask exactly what a pod asks.
+ */
+export function podsPath(
+  namespace: string,
+  labelSelector: string,
+  query: Record<string, string>,
+): string {
+  const params = new URLSearchParams({ labelSelector, ...query });
+  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?${params}`;
+}
+
+/**
+ * The query of one list page. The first list after a start asks for
+ * `resourceVersion=0`: any version the API server has, served from its watch
+ * cache instead of a read of every pod from etcd (client-go's informers do
+ * the same; the watch that follows catches up from the list's version). A
+ * relist after a 410 or a failure asks for the current state (no version),
+ * so the cache never goes back in time. Further pages carry only the
+ * continue token: the API server refuses a version beside it.
+ */
+export function listQuery(
+  pageSize: number,
+  continueToken: string,
+  first: boolean,
+): Record<string, string> {
+  const query: Record<string, string> = { limit: String(pageSize) };
+  if (continueToken) query.continue = continueToken;
+  else if (first) query.resourceVersion = "0";
+  return query;
+}
+
 /** A watch stream ending sooner than this after it opened, with no event, waits its backoff. */
 const QUICK_END_MS = 1_000;
 
@@ -112,14 +169,16 @@ export class PodWatcher {
   readonly #stop = new AbortController();
   #loop: Promise<void> | undefined;
   #synced = false;
+  /** True once a list has completed: later lists ask for the current state, not the cache's. */
+  #listed = false;
   /** Where a watch resumes: the last version seen in a list, an event or a bookmark. */
   #resourceVersion: string | undefined;
 
   constructor(options: WatcherOptions, events: WatcherEvents) {
     this.#options = {
-      watchTimeoutSeconds: 300,
+      watchTimeoutSeconds: WATCH_TIMEOUT_SECONDS,
       silenceSlackMs: 30_000,
-      pageSize: 500,
+      pageSize: LIST_PAGE_SIZE,
       listTimeoutMs: 30_000,
       watchOpenTimeoutMs: 30_000,
       maxListPages: 40,
@@ -205,8 +264,7 @@ export class PodWatcher {
   }
 
   #podsPath(query: Record<string, string>): string {
-    const params = new URLSearchParams({ labelSelector: this.#options.labelSelector, ...query });
-    return `/api/v1/namespaces/${encodeURIComponent(this.#options.namespace)}/pods?${params}`;
+    return podsPath(this.#options.namespace, this.#options.labelSelector, query);
   }
 
   async #request(verb: "list" | "watch", path: string, signal: AbortSignal): Promise<Response> {
@@ -254,8 +312,7 @@ export class PodWatcher {
           `Cannot list pods: current list goes on past ${maxListPages} pages of ${pageSize}; giving up`,
         );
       }
-      const query: Record<string, string> = { limit: String(pageSize) };
-      if (continueToken) query.continue = continueToken;
+      const query = listQuery(pageSize, continueToken, !this.#listed);
       const page = await this.#listPage(this.#podsPath(query), signal);
       for (const item of page.items ?? []) {
         const record = toPodRecord(item);
@@ -267,6 +324,7 @@ export class PodWatcher {
     this.#pods.clear();
     for (const [uid, record] of fresh) this.#pods.set(uid, record);
     this.#resourceVersion = resourceVersion;
+    this.#listed = true;
     this.#synced = true;
     this.#events.onPods(this.#pods);
     this.#events.onSynced();
@@ -302,8 +360,8 @@ export class PodWatcher {
    * within {@link QUICK_END_MS} or before half the server's timeout throws.
    */
   async #watch(outer: AbortSignal): Promise<boolean> {
-    const { watchTimeoutSeconds, silenceSlackMs, watchOpenTimeoutMs, maxLineBytes, clock } =
-      this.#options;
+    const { silenceSlackMs, watchOpenTimeoutMs, maxLineBytes, clock, random } = this.#options;
+    const watchTimeoutSeconds = watchTimeout(this.#options.watchTimeoutSeconds, random);
     const openedAt = clock.now();
     const silence = new AbortController();
     const signal = AbortSignal.any([outer, silence.signal]);

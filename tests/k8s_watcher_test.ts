@@ -6,7 +6,7 @@
 import FakeTimers from "@sinonjs/fake-timers";
 import { createApiClient, loadClusterConfig } from "../k8s/client.ts";
 import type { PodRecord } from "../k8s/pods.ts";
-import { PodWatcher } from "../k8s/watcher.ts";
+import { PodWatcher, watchTimeout } from "../k8s/watcher.ts";
 import { type PodSpec, startApiServer, type TestApiServer } from "./helpers/api_server.ts";
 import { assert } from "./helpers/assert.ts";
 import { waitFor } from "./helpers/exporter_process.ts";
@@ -89,10 +89,16 @@ Deno.test({
     );
     assert.deepEqual(verbs(h.server).slice(0, 3), ["list", "list", "list"], "three pages of two");
     assert.ok(h.server.requests[1]!.includes("continue=2"));
+    // The first list is served from the API server's watch cache; its further pages carry only
+    // the continue token (the API server refuses a version beside it).
+    assert.match(h.server.requests[0]!, /resourceVersion=0(&|$)/);
+    assert.ok(!h.server.requests[1]!.includes("resourceVersion"));
     await waitFor(() => Promise.resolve(verbs(h.server).includes("watch")), 5_000, "watch");
     const watch = h.server.requests.find((request) => request.startsWith("watch"))!;
     assert.match(watch, /allowWatchBookmarks=true/);
-    assert.match(watch, /timeoutSeconds=30/);
+    // 30 s spread up to a fifth more, so pods started together do not renew together.
+    const timeout = Number(/timeoutSeconds=(\d+)/.exec(watch)![1]);
+    assert.ok(timeout >= 30 && timeout <= 36, watch);
     assert.match(watch, /resourceVersion=\d+/);
 
     h.server.apply(pod("p6"));
@@ -183,6 +189,12 @@ Deno.test({
       "the relist shows the deletion",
     );
     assert.deepEqual(h.names(), ["p2"]);
+    // Relists ask for the current state, never the watch cache's (which may be behind).
+    const lists = h.server.requests.filter((request) => request.startsWith("list"));
+    assert.ok(
+      lists.slice(1).every((request) => !request.includes("resourceVersion")),
+      lists.join("\n"),
+    );
   },
 });
 
@@ -341,4 +353,23 @@ current-context: x
   } finally {
     await Deno.remove(path);
   }
+});
+
+Deno.test("watcher: each watch's timeout is spread up to a fifth above the base, so pods started together renew apart", () => {
+  assert.equal(watchTimeout(300, () => 0), 300);
+  assert.equal(watchTimeout(300, () => 0.5), 330);
+  assert.equal(watchTimeout(300, () => 0.9999), 360);
+  // 1,000 pods whose watches start in the same second: their renewals spread over a minute.
+  let seed = 1;
+  const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  const perSecond = new Map<number, number>();
+  for (let pod = 0; pod < 1_000; pod++) {
+    const second = watchTimeout(300, random);
+    perSecond.set(second, (perSecond.get(second) ?? 0) + 1);
+  }
+  assert.ok(perSecond.size >= 55, `${perSecond.size} distinct seconds`);
+  assert.ok(
+    Math.max(...perSecond.values()) < 40,
+    `${Math.max(...perSecond.values())} in one second`,
+  );
 });
