@@ -119,7 +119,8 @@ Deno.test({
     ) as { spec: { template: { spec: { priorityClassName?: string } } } };
     assert.equal(critical.spec.template.spec.priorityClassName, "system-node-critical");
     assert.equal(daemonSet.spec.updateStrategy.type, "RollingUpdate");
-    assert.equal(daemonSet.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
+    // A percentage: an upgrade of 1,000 nodes in minutes, not hours (docs/scale.md).
+    assert.equal(daemonSet.spec.updateStrategy.rollingUpdate.maxUnavailable, "10%");
     assert.ok(
       pod.terminationGracePeriodSeconds >= 15,
       "covers the 6 s linger and in-flight probes",
