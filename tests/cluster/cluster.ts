@@ -8,11 +8,12 @@
  * @module
  */
 
-import { SimCluster } from "../sim/cluster.ts";
+import { EXPORTER_PORT, SimCluster } from "../sim/cluster.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 import { parse as parseYaml } from "yaml";
 import { ensureControlPlane, monitoringCrds } from "./build.ts";
 import { ControlPlane } from "./control_plane.ts";
+import { HollowNodes } from "./hollow.ts";
 import { NodeAgent } from "./node_agent.ts";
 
 const CHART = new URL("../../chart/", import.meta.url).pathname;
@@ -26,6 +27,11 @@ export interface ClusterOptions {
   readonly nodes: number;
   /** Simulated nodes made but not registered, for a scenario to add later. */
   readonly spareNodes?: number;
+  /**
+   * Addresses for hollow nodes' pods (tests/cluster/hollow.ts), up to 1,000: with any, the run
+   * has {@link RealCluster.hollow}, to which a scenario adds nodes.
+   */
+  readonly hollowAddresses?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -34,6 +40,8 @@ export class RealCluster implements AsyncDisposable {
   sim!: SimCluster;
   plane!: ControlPlane;
   readonly agents: NodeAgent[] = [];
+  /** The hollow nodes, when the run has addresses for them. */
+  hollow: HollowNodes | undefined;
   builtSeconds: number | undefined;
   readonly log: (line: string) => void;
 
@@ -51,6 +59,9 @@ export class RealCluster implements AsyncDisposable {
         nodes: options.nodes + (options.spareNodes ?? 0),
         intervalMs: 2_000,
         timeoutMs: 1_000,
+        ...(options.hollowAddresses
+          ? { crowd: options.hollowAddresses + 1, crowdOnDemand: true }
+          : {}),
       });
       cluster.plane = await ControlPlane.start(binary, cluster.sim.controlAddress);
       await cluster.#installCrds();
@@ -58,6 +69,14 @@ export class RealCluster implements AsyncDisposable {
         const agent = new NodeAgent(cluster.plane, cluster.sim, node);
         cluster.agents.push(agent);
         await agent.start();
+      }
+      if (options.hollowAddresses) {
+        await cluster.sim.startCrowd([EXPORTER_PORT], { listPods: false });
+        cluster.hollow = new HollowNodes({
+          plane: cluster.plane,
+          sim: cluster.sim,
+          exporters: { namespace: NAMESPACE, serviceAccount: RELEASE },
+        });
       }
     } catch (error) {
       await cluster[Symbol.asyncDispose]();
@@ -93,9 +112,9 @@ export class RealCluster implements AsyncDisposable {
     }
   }
 
-  /** Nodes registered now. */
+  /** Nodes registered now, real and hollow. */
   get nodeCount(): number {
-    return this.agents.length;
+    return this.agents.length + (this.hollow?.names.length ?? 0);
   }
 
   /** Registers the first spare simulated node as a Node, with its agent; returns its name. */
@@ -252,6 +271,7 @@ export class RealCluster implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    await this.hollow?.[Symbol.asyncDispose]().catch(() => {});
     await Promise.all(this.agents.map((agent) => agent[Symbol.asyncDispose]().catch(() => {})));
     await this.plane?.[Symbol.asyncDispose]().catch(() => {});
     await this.sim?.[Symbol.asyncDispose]().catch(() => {});

@@ -393,9 +393,21 @@ export class ControlPlane implements AsyncDisposable {
     }
   }
 
-  /** A long-lived request as the harness's admin (a watch), ended by `signal`; the caller reads the body. */
-  watch(path: string, signal: AbortSignal): Promise<Response> {
-    return fetch(`${this.apiUrl}${path}`, { client: this.#client, signal });
+  /**
+   * A long-lived request as the harness's admin (a watch), ended by `signal`; the caller reads
+   * the body. With `client` (from {@link adminClient}) it has a connection of its own.
+   */
+  watch(path: string, signal: AbortSignal, client = this.#client): Promise<Response> {
+    return fetch(`${this.apiUrl}${path}`, { client, signal });
+  }
+
+  /** A new HTTP client with the harness's admin credential: a connection of its own. */
+  async adminClient(): Promise<Deno.HttpClient> {
+    return Deno.createHttpClient({
+      caCerts: [this.caPem],
+      cert: await Deno.readTextFile(`${this.dir}/admin.crt`),
+      key: await Deno.readTextFile(`${this.dir}/admin.key`),
+    });
   }
 
   /** Like {@link request}, but throws unless the status is 2xx. */
@@ -420,6 +432,21 @@ export class ControlPlane implements AsyncDisposable {
     await this.components.get("kube-apiserver")!.stop();
     this.#startApiServer();
     await this.waitUntilReady();
+  }
+
+  /** etcd's own /metrics (Prometheus text). */
+  async etcdMetrics(): Promise<string> {
+    const response = await fetch(`${this.#etcdUrl}/metrics`, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    return await response.text();
+  }
+
+  /** The process id of a running component ("kube-apiserver", "etcd", …). */
+  pid(name: string): number {
+    const component = this.components.get(name);
+    if (!component) throw new Error(`Cannot find component ${name}: current run has no such one`);
+    return component.child.pid;
   }
 
   /** `etcdctl` against the run's etcd. */

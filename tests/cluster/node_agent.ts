@@ -46,7 +46,7 @@ async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<stri
 }
 
 /** A pod this agent runs. */
-interface RunningPod {
+export interface RunningPod {
   readonly uid: string;
   readonly namespace: string;
   readonly name: string;
@@ -54,6 +54,8 @@ interface RunningPod {
   readonly child: Deno.ChildProcess;
   readonly logs: string[];
   readonly secrets: string;
+  /** When its process started, ms since the epoch. */
+  readonly startedAt: number;
   ready: boolean;
   stopping: boolean;
   readonly exited: Promise<Deno.CommandStatus>;
@@ -351,6 +353,7 @@ export class NodeAgent implements AsyncDisposable {
       child,
       logs,
       secrets,
+      startedAt: Date.now(),
       ready: false,
       stopping: false,
       exited: child.status,

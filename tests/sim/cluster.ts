@@ -163,6 +163,12 @@ export interface SimOptions {
   readonly maxPeers?: number;
   /** Extra peer pods, all in one namespace behind one listener, for runs under load. */
   readonly crowd?: number;
+  /**
+   * The crowd's addresses other than its first are routed to its namespace but held by it only
+   * while {@link SimCluster.holdCrowdAddresses} says so: an address nobody holds drops what is
+   * sent to it, as the address of a pod that is gone does (hollow nodes, tests/cluster/hollow.ts).
+   */
+  readonly crowdOnDemand?: boolean;
   /** Node names, in order (default: node-0, node-1, …); pods are named after their node. */
   readonly nodeNames?: readonly string[];
   /**
@@ -236,7 +242,12 @@ export class SimCluster implements AsyncDisposable {
     }
     const crowdAddresses = this.#crowdAddresses();
     signal?.throwIfAborted();
-    if (crowdAddresses.length > 0) await makeNamespace(this.#crowdNetns, crowdAddresses);
+    if (crowdAddresses.length > 0) {
+      await makeNamespace(
+        this.#crowdNetns,
+        this.options.crowdOnDemand ? crowdAddresses.slice(0, 1) : crowdAddresses,
+      );
+    }
     await run("ip", "tuntap", "add", "dev", this.#control, "mode", "tun");
     await run("ip", "addr", "add", `${this.controlAddress}/21`, "dev", this.#control);
     await run("ip", "link", "set", this.#control, "up");
@@ -286,6 +297,53 @@ export class SimCluster implements AsyncDisposable {
     });
   }
 
+  /**
+   * The crowd's addresses a run may hand out with {@link SimCluster.holdCrowdAddresses} (every
+   * one but the first, which the crowd's namespace always holds).
+   */
+  get crowdPool(): string[] {
+    return this.#crowdAddresses().slice(1);
+  }
+
+  /**
+   * Makes the crowd's namespace hold (`held`) or drop `addresses` of {@link crowdPool}, in one
+   * `ip -batch`: a held address is answered by the crowd's listener, a dropped one answers
+   * nothing (its packets are dropped there, as those to a pod that is gone).
+   */
+  async holdCrowdAddresses(addresses: readonly string[], held: boolean): Promise<void> {
+    if (addresses.length === 0) return;
+    const pool = new Set(this.crowdPool);
+    const stray = addresses.find((address) => !pool.has(address));
+    if (stray !== undefined) {
+      throw new Error(
+        `Cannot hold crowd address ${stray}: current run's crowd has no such address`,
+      );
+    }
+    const child = new Deno.Command("ip", {
+      args: ["-n", this.#crowdNetns, "-force", "-batch", "-"],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "piped",
+      env: CHILD_ENV,
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(
+      new TextEncoder().encode(
+        addresses.map((address) => `addr ${held ? "add" : "del"} ${address}/21 dev tun0\n`)
+          .join(""),
+      ),
+    );
+    await writer.close();
+    const output = await child.output();
+    // An address already held (or already dropped) is what was asked: only other failures count.
+    const failures = new TextDecoder().decode(output.stderr).split("\n").filter((line) =>
+      line !== "" && !/File exists|Cannot assign requested address|Command failed/.test(line)
+    );
+    if (failures.length > 0) {
+      throw new Error(`Cannot ${held ? "hold" : "drop"} crowd addresses: ${failures.join("; ")}`);
+    }
+  }
+
   /** Blocks 4–7 of the slot: one address per crowd pod, up to 1,000. */
   #crowdAddresses(): string[] {
     return Array.from(
@@ -298,7 +356,13 @@ export class SimCluster implements AsyncDisposable {
    * Lists the crowd's pods (one node each) and starts the one listener that
    * answers for all their addresses, on each of `ports`.
    */
-  async startCrowd(ports: readonly number[] = [EXPORTER_PORT]): Promise<void> {
+  async startCrowd(
+    ports: readonly number[] = [EXPORTER_PORT],
+    { listPods = true }: {
+      /** Lists one pod per crowd address in the stand-in API server (not with a real one). */
+      listPods?: boolean;
+    } = {},
+  ): Promise<void> {
     this.#crowdListener = new Deno.Command("ip", {
       args: [
         "netns",
@@ -321,6 +385,7 @@ export class SimCluster implements AsyncDisposable {
       line += value;
     }
     reader.releaseLock();
+    if (!listPods) return;
     this.#crowdAddresses().forEach((address, index) =>
       this.api.apply({ name: `crowd-${index}`, node: `crowd-node-${index}`, ips: [address] })
     );

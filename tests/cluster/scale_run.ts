@@ -1,0 +1,149 @@
+/**
+ * `deno task cluster:scale`: the real control plane (see run.ts) with a
+ * handful of real nodes and hollow ones (hollow.ts) up to 1,000 in all,
+ * measured at each size of `--sizes` (scale.ts). Writes scale.json and
+ * scale.md into `--out`, and, with the default sizes, the results block of
+ * docs/scale.md. Exits 1 when a figure is not what it must be.
+ *
+ * Usage (as root, with Debian's etcd-server and etcd-client, Go and helm):
+ *   deno task cluster:scale [--sizes=100,300,1000] [--real=10] [--steady=380]
+ *     [--baseline=60] [--pace=90] [--out=scale-report]
+ * What limits the size: the hollow pods' addresses (a run's /21 of the
+ * simulated range holds 999 for them) and this machine's 2 cores, which
+ * carry the control plane, the hollow exporters' watches and the real
+ * exporters at once. Everything it starts and makes is removed at the end,
+ * also on failure and on Ctrl-C.
+ */
+
+import { parseArgs } from "node:util";
+import { rewriteDocsBlock } from "../helpers/docs.ts";
+import { KUBERNETES_VERSION } from "./build.ts";
+import { RealCluster } from "./cluster.ts";
+import { measureSize, type SizeResult } from "./scale.ts";
+import { judge, markdown, type ScaleReport } from "./scale_report.ts";
+import { parse as parseYaml } from "yaml";
+
+const DEFAULT_SIZES = "100,300,1000";
+const MAX_HOLLOW = 999;
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    sizes: { type: "string", default: DEFAULT_SIZES },
+    real: { type: "string", default: "10" },
+    steady: { type: "string", default: "380" },
+    baseline: { type: "string", default: "60" },
+    pace: { type: "string", default: "90" },
+    out: { type: "string", default: "scale-report" },
+  },
+});
+
+function fail(message: string): never {
+  console.error(`error: ${message}`);
+  Deno.exit(2);
+}
+
+const real = Number(args.real);
+if (!Number.isInteger(real) || real < 2 || real > 30) {
+  fail(`Cannot run: current --real=${args.real} is not a whole number from 2 to 30`);
+}
+const sizes = args.sizes!.split(",").map(Number);
+if (
+  sizes.some((size, index) =>
+    !Number.isInteger(size) || size <= real || size - real > MAX_HOLLOW ||
+    (index > 0 && size <= sizes[index - 1]!)
+  )
+) {
+  fail(
+    `Cannot run: current --sizes=${args.sizes} is not a rising list of node counts above --real (${real}) and at most ${
+      real + MAX_HOLLOW
+    }`,
+  );
+}
+const seconds = (name: "steady" | "baseline" | "pace") => {
+  const value = Number(args[name]);
+  if (!Number.isFinite(value) || value < 0 || value > 3600) {
+    fail(`Cannot run: current --${name}=${args[name]} is not a number of seconds from 0 to 3600`);
+  }
+  return value * 1000;
+};
+const options = {
+  steadyMs: seconds("steady"),
+  baselineMs: seconds("baseline"),
+  paceSampleMs: seconds("pace"),
+  log: (line: string) => console.error(`${new Date().toISOString().slice(11, 19)} ${line}`),
+};
+
+let cluster: RealCluster | undefined;
+const stopping = new AbortController();
+for (const [name, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.addSignalListener(name, async () => {
+    if (stopping.signal.aborted) return;
+    stopping.abort();
+    console.error(`${name}: tearing down`);
+    await cluster?.[Symbol.asyncDispose]();
+    Deno.exit(code);
+  });
+}
+
+async function etcdVersion(): Promise<string> {
+  const output = await new Deno.Command("etcd", { args: ["--version"], stdout: "piped" }).output();
+  return /etcd Version: (\S+)/.exec(new TextDecoder().decode(output.stdout))?.[1] ?? "unknown";
+}
+
+async function chartMaxUnavailable(): Promise<string> {
+  const values = parseYaml(
+    await Deno.readTextFile(new URL("../../chart/values.yaml", import.meta.url)),
+  ) as { updateStrategy?: { rollingUpdate?: { maxUnavailable?: unknown } } };
+  return String(values.updateStrategy?.rollingUpdate?.maxUnavailable);
+}
+
+let code = 1;
+try {
+  const started = new Date().toISOString().slice(0, 16) + "Z";
+  cluster = await RealCluster.create({
+    nodes: real,
+    hollowAddresses: sizes[sizes.length - 1]! - real,
+    log: options.log,
+  });
+  const results: SizeResult[] = [];
+  const report = (): ScaleReport => ({
+    started,
+    machine: `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores`,
+    kubernetes: KUBERNETES_VERSION,
+    etcd,
+    real,
+    sizes: results,
+    chart_max_unavailable: maxUnavailable,
+    agent_errors: cluster!.agents.flatMap((agent) => agent.errors),
+    hollow_errors: cluster!.hollow?.errors ?? [],
+    hollow_failure_samples: cluster!.hollow?.failureSamples ?? [],
+  });
+  const etcd = await etcdVersion();
+  const maxUnavailable = await chartMaxUnavailable();
+  await Deno.mkdir(args.out!, { recursive: true });
+  for (const size of sizes) {
+    results.push(await measureSize(cluster, size, options));
+    // Written after every size, so a run stopped later keeps what it measured.
+    await Deno.writeTextFile(`${args.out}/scale.json`, JSON.stringify(report(), null, 2) + "\n");
+    await Deno.writeTextFile(`${args.out}/scale.md`, markdown(report()));
+  }
+  console.log(markdown(report()));
+  const problems = judge(report());
+  for (const problem of problems) console.error(`not as it must be: ${problem}`);
+  code = problems.length === 0 ? 0 : 1;
+  if (args.sizes === DEFAULT_SIZES && args.real === "10") {
+    console.error(
+      `wrote ${await rewriteDocsBlock(
+        "scale.md",
+        "scale",
+        "deno task cluster:scale",
+        markdown(report()),
+      )}`,
+    );
+  }
+} catch (error) {
+  console.error(error);
+} finally {
+  if (!stopping.signal.aborted) await cluster?.[Symbol.asyncDispose]();
+}
+Deno.exit(code);
