@@ -12,6 +12,7 @@ import {
   judge,
   markdown,
   project,
+  rolloutFit,
   type ScaleReport,
 } from "./cluster/scale_report.ts";
 
@@ -151,4 +152,18 @@ Deno.test("scale report: figures in words, and a run judged by what it must show
     })],
   });
   assert.equal(bad.length, 3, bad.join("\n"));
+});
+
+Deno.test("scale projection: an upgrade's length from a straight line through the sizes measured", () => {
+  const fit = rolloutFit([
+    size({ nodes: 100, upgrade: { ...size().upgrade, seconds: 70 } }),
+    size({ nodes: 300, upgrade: { ...size().upgrade, seconds: 90 } }),
+    size({ nodes: 1_000, upgrade: { ...size().upgrade, seconds: 160 } }),
+  ]);
+  // 60 s of fixed waits and 0.1 s a pod.
+  assert.ok(Math.abs(fit(5_000) - 560) < 1e-6, String(fit(5_000)));
+  const at5000 = project(size(), 5_000, fit);
+  assert.ok(Math.abs(at5000.rollout_minutes - 560 / 60) < 1e-6);
+  // From one size: proportional to the nodes.
+  assert.equal(rolloutFit([size()])(5_000), 1_500);
 });

@@ -44,11 +44,15 @@ type Pod = any;
 const LEASE_RENEW_MS = 10_000;
 /** A kubelet that renews its lease reports its status every 5 minutes. */
 const STATUS_REPORT_MS = 300_000;
+/** Bytes of a list's head kept: its metadata (continue token, resourceVersion) comes first. */
+const LIST_HEAD_BYTES = 1_000;
 /** Bytes of an event's head kept: its type and its object's resourceVersion come first. */
 const HEAD_BYTES = 512;
 const NEWLINE = 10;
 const LETTER_B = 66;
 const LETTER_E = 69;
+/** Times a pod's sync is tried before it counts as an error. */
+const SYNC_ATTEMPTS = 10;
 /** Requests in flight at once while nodes register. */
 const REGISTER_CONCURRENCY = 16;
 
@@ -118,6 +122,8 @@ export class HollowNodes implements AsyncDisposable {
   readonly failureSamples: string[] = [];
   /** What went wrong, for the report; the agent keeps going. */
   readonly errors: string[] = [];
+  /** Pod syncs that failed and were tried again (a request timed out under load). */
+  syncRetries = 0;
   /** Hollow exporters' watch streams open now. */
   watching = 0;
   /** Times the agent's own pod watch ended and it listed again. */
@@ -272,6 +278,8 @@ export class HollowNodes implements AsyncDisposable {
         const splitter = new LineSplitter();
         const decoder = new TextDecoder();
         for await (const chunk of response.body) {
+          // An aborted fetch does not end a body that keeps coming: stop reading it here.
+          if (this.#abort.signal.aborted) break;
           for (const line of splitter.push(decoder.decode(chunk, { stream: true }))) {
             if (line.trim() === "") continue;
             const event = JSON.parse(line) as { type: string; object: Pod };
@@ -292,15 +300,22 @@ export class HollowNodes implements AsyncDisposable {
     }
   }
 
-  #enqueue(pod: Pod, deleted: boolean): void {
+  #enqueue(pod: Pod, deleted: boolean, attempt = 0): void {
     if (!this.#nodes.has(pod.spec?.nodeName)) return;
     const uid = pod.metadata.uid as string;
     const turn = (this.#turns.get(uid) ?? Promise.resolve())
       .then(() => this.#sync(pod, deleted))
       .catch((error) => {
-        if (!this.#abort.signal.aborted) {
-          this.errors.push(`pod ${pod.metadata?.name}: ${(error as Error).message}`);
+        if (this.#abort.signal.aborted) return;
+        // A kubelet's pod worker tries again: an API server under load times requests out.
+        if (attempt < SYNC_ATTEMPTS - 1) {
+          this.syncRetries++;
+          setTimeout(() => {
+            if (!this.#abort.signal.aborted) this.#enqueue(pod, deleted, attempt + 1);
+          }, 2_000);
+          return;
         }
+        this.errors.push(`pod ${pod.metadata?.name}: ${(error as Error).message}`);
       });
     this.#turns.set(uid, turn);
     turn.then(() => {
@@ -336,7 +351,16 @@ export class HollowNodes implements AsyncDisposable {
     if (held || pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
     const address = this.#free.shift();
     if (address === undefined) throw new Error("no crowd address left for a hollow pod");
-    await this.options.sim.holdCrowdAddresses([address], true);
+    try {
+      await this.options.sim.holdCrowdAddresses([address], true);
+      await this.#patchRunning(pod, address);
+    } catch (error) {
+      await this.options.sim.holdCrowdAddresses([address], false).catch(() => {});
+      this.#free.push(address);
+      // Gone meanwhile (deleted before it could run): nothing to try again.
+      if ((error as Error).message.includes(" 404")) return;
+      throw error;
+    }
     const running: HollowPod = {
       uid,
       name: pod.metadata.name,
@@ -346,7 +370,6 @@ export class HollowNodes implements AsyncDisposable {
       watch: this.#isExporter(pod) ? new AbortController() : undefined,
     };
     this.#pods.set(uid, running);
-    await this.#patchRunning(pod, address);
     if (running.watch) {
       this.#hollowExporter(pod, running.watch.signal).catch((error) =>
         this.errors.push(`hollow exporter ${running.name}: ${(error as Error).message}`)
@@ -472,11 +495,12 @@ export class HollowNodes implements AsyncDisposable {
               await response.body?.cancel();
               throw new Error(`list answered ${response.status}`);
             }
-            const body = await response.text();
+            // Counted on the bytes, as the watch is: a list of 1,000 pods is megabytes, and a
+            // rollout's new pods ask for hundreds of them at once. The list's metadata comes
+            // before its items, so its head holds the continue token and the version.
+            const { bytes, head } = await readCounting(response.body);
             this.totals.lists++;
-            this.totals.listBytes += body.length;
-            // The list's metadata comes before its items.
-            const head = body.slice(0, 1_000);
+            this.totals.listBytes += bytes;
             continueToken = /"continue":"([^"]*)"/.exec(head)?.[1] ?? "";
             resourceVersion = /"resourceVersion":"(\d+)"/.exec(head)?.[1] ?? "";
           } while (continueToken);
@@ -559,12 +583,35 @@ export class HollowNodes implements AsyncDisposable {
     this.#abort.abort();
     clearInterval(this.#heartbeat);
     for (const pod of this.#pods.values()) pod.watch?.abort();
-    await this.#watching.catch(() => {});
-    await Promise.all([...this.#turns.values()]).catch(() => {});
+    // Bounded: a request the API server never answers must not hold the teardown.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all([this.#watching, ...this.#turns.values()]).catch(() => {}),
+      new Promise((resolve) => timer = setTimeout(resolve, 30_000)),
+    ]);
+    clearTimeout(timer);
   }
 }
 
 /** A lease's renewTime: RFC 3339 with microseconds. */
 function microTime(): string {
   return new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
+
+/** Reads a body to its end, counting its bytes; keeps the first {@link LIST_HEAD_BYTES} decoded. */
+async function readCounting(
+  body: ReadableStream<Uint8Array> | null,
+): Promise<{ bytes: number; head: string }> {
+  const head = new Uint8Array(LIST_HEAD_BYTES);
+  let headLength = 0;
+  let bytes = 0;
+  for await (const chunk of body ?? []) {
+    if (headLength < LIST_HEAD_BYTES) {
+      const take = Math.min(LIST_HEAD_BYTES - headLength, chunk.length);
+      head.set(chunk.subarray(0, take), headLength);
+      headLength += take;
+    }
+    bytes += chunk.length;
+  }
+  return { bytes, head: new TextDecoder().decode(head.subarray(0, headLength)) };
 }

@@ -54,20 +54,24 @@ export interface Projection {
  * - a rollout: every pod replaced makes `changes_per_pod_replaced` pod
  *   changes, each sent to every exporter (`nodes` of them) at the measured
  *   bytes per event; every new pod lists every pod at the measured bytes per
- *   listed pod; it lasts as measured, scaled with the pod count (the
- *   controllers' request rates are fixed, so the time per pod is);
+ *   listed pod; it lasts `rolloutSeconds(nodes)` (default: as measured,
+ *   scaled with the pod count; the report passes {@link rolloutFit});
  * - the original: a GET of its Service and one of its Endpoints on every
  *   scrape, the Endpoints at the measured bytes per address up to the
  *   1,000-address cap; goldpinger: a list of every pod every 30 s, its pods
  *   taken at the size of ours.
  */
-export function project(basis: SizeResult, nodes: number): Projection {
+export function project(
+  basis: SizeResult,
+  nodes: number,
+  rolloutSeconds: (nodes: number) => number = (count) =>
+    basis.upgrade.seconds * count / basis.nodes,
+): Projection {
   const { upgrade, steady, lists } = basis;
   const bytesPerListedPod = lists.bytes / lists.pods;
   const bytesPerAddress = basis.endpoints_addresses > 0
     ? basis.endpoints_bytes / basis.endpoints_addresses
     : 0;
-  const rolloutSeconds = upgrade.seconds * nodes / basis.nodes;
   const rolloutEvents = upgrade.changes_per_pod_replaced * nodes * nodes;
   const rolloutEventBytes = rolloutEvents * upgrade.bytes_per_event;
   const rolloutListBytes = nodes * nodes * bytesPerListedPod;
@@ -77,18 +81,39 @@ export function project(basis: SizeResult, nodes: number): Projection {
     steady_requests_per_second: nodes * requestsPerPodPerHour / 3600,
     steady_events_per_second: nodes * steady.events_per_exporter_per_minute / 60,
     steady_bytes_per_second: nodes * steady.bytes_per_exporter_per_minute / 60,
-    rollout_minutes: rolloutSeconds / 60,
+    rollout_minutes: rolloutSeconds(nodes) / 60,
     rollout_events: rolloutEvents,
     rollout_event_bytes: rolloutEventBytes,
     rollout_list_bytes: rolloutListBytes,
-    rollout_events_per_second: rolloutEvents / rolloutSeconds,
-    rollout_bytes_per_second: (rolloutEventBytes + rolloutListBytes) / rolloutSeconds,
+    rollout_events_per_second: rolloutEvents / rolloutSeconds(nodes),
+    rollout_bytes_per_second: (rolloutEventBytes + rolloutListBytes) / rolloutSeconds(nodes),
     original_requests_per_second: 2 * nodes / POLL_SECONDS,
     original_bytes_per_second: nodes / POLL_SECONDS *
       (basis.service_bytes + bytesPerAddress * Math.min(nodes, ENDPOINTS_CAP)),
     goldpinger_requests_per_second: nodes / POLL_SECONDS,
     goldpinger_bytes_per_second: nodes / POLL_SECONDS * nodes * bytesPerListedPod,
   };
+}
+
+/**
+ * An upgrade's length by node count: the least-squares line through the
+ * sizes measured (seconds = a + b × nodes: a for the ten rounds' fixed
+ * waits, b for the controllers' requests per pod at their fixed rates), or,
+ * from one size, proportional to the nodes.
+ */
+export function rolloutFit(sizes: readonly SizeResult[]): (nodes: number) => number {
+  const points = sizes.map((size) => [size.nodes, size.upgrade.seconds] as const);
+  if (points.length < 2) {
+    const [only] = points;
+    return only ? (nodes) => only[1] * nodes / only[0] : () => NaN;
+  }
+  const n = points.length;
+  const meanX = points.reduce((sum, [x]) => sum + x, 0) / n;
+  const meanY = points.reduce((sum, [, y]) => sum + y, 0) / n;
+  const slope = points.reduce((sum, [x, y]) => sum + (x - meanX) * (y - meanY), 0) /
+    points.reduce((sum, [x]) => sum + (x - meanX) ** 2, 0);
+  const intercept = meanY - slope * meanX;
+  return (nodes) => intercept + slope * nodes;
 }
 
 /** A byte count for people: B, KB, MB, GB (powers of 1,000). */
@@ -141,15 +166,16 @@ export function markdown(report: ScaleReport): string {
     ),
   ];
   const largest = sizes[sizes.length - 1];
+  const fit = rolloutFit(sizes);
   const projections = largest
     ? [...new Set([...sizes.map((size) => size.nodes), 5_000])].map((nodes) =>
-      project(largest, nodes)
+      project(largest, nodes, fit)
     )
     : [];
   const projectionRow = (name: string, cell: (projection: Projection) => string) =>
     row([name, ...projections.map(cell)]);
   return [
-    ...(largest ? [findings(report, largest, project(largest, 5_000)), ""] : []),
+    ...(largest ? [findings(report, largest, project(largest, 5_000, fit)), ""] : []),
     `Started ${report.started} on ${report.machine}; Kubernetes ${report.kubernetes}, etcd ${report.etcd}. ` +
     `${report.real} real nodes run the exporter; the rest are hollow (tests/cluster/hollow.ts), ` +
     `each pod of which asks the API server what an exporter asks. The chart's default ` +

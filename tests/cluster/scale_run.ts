@@ -8,6 +8,8 @@
  * Usage (as root, with Debian's etcd-server and etcd-client, Go and helm):
  *   deno task cluster:scale [--sizes=100,300,1000] [--real=10] [--steady=380]
  *     [--baseline=60] [--pace=90] [--out=scale-report]
+ *   deno task cluster:scale --from=scale-report/scale.json   (render a run's report again)
+ *   deno task cluster:scale --sizes=1000 --with=earlier/scale.json   (the largest size again)
  * What limits the size: the hollow pods' addresses (a run's /21 of the
  * simulated range holds 999 for them) and this machine's 2 cores, which
  * carry the control plane, the hollow exporters' watches and the real
@@ -34,8 +36,34 @@ const { values: args } = parseArgs({
     baseline: { type: "string", default: "60" },
     pace: { type: "string", default: "90" },
     out: { type: "string", default: "scale-report" },
+    /** Renders the report of an earlier run (its scale.json) again, measuring nothing. */
+    from: { type: "string" },
+    /**
+     * An earlier run's scale.json whose sizes (all below this run's) go into this run's report
+     * before its own, with both runs' start times: for measuring the largest size again alone.
+     */
+    with: { type: "string" },
   },
 });
+
+if (args.from !== undefined) {
+  const report = JSON.parse(await Deno.readTextFile(args.from)) as ScaleReport;
+  console.log(markdown(report));
+  const problems = judge(report);
+  for (const problem of problems) console.error(`not as it must be: ${problem}`);
+  const sizes = report.sizes.map((size) => size.nodes).join(",");
+  if (sizes === DEFAULT_SIZES && report.real === 10) {
+    console.error(
+      `wrote ${await rewriteDocsBlock(
+        "scale.md",
+        "scale",
+        "deno task cluster:scale",
+        markdown(report),
+      )}`,
+    );
+  }
+  Deno.exit(problems.length === 0 ? 0 : 1);
+}
 
 function fail(message: string): never {
   console.error(`error: ${message}`);
@@ -105,17 +133,32 @@ try {
     hollowAddresses: sizes[sizes.length - 1]! - real,
     log: options.log,
   });
-  const results: SizeResult[] = [];
+  const earlier = args.with === undefined
+    ? undefined
+    : JSON.parse(await Deno.readTextFile(args.with)) as ScaleReport;
+  if (earlier && (earlier.real !== real || earlier.sizes.some((size) => size.nodes >= sizes[0]!))) {
+    throw new Error(
+      `Cannot add the sizes of ${args.with}: they must all be below --sizes (${args.sizes}), with --real=${real}`,
+    );
+  }
+  const results: SizeResult[] = [...(earlier?.sizes ?? [])];
   const report = (): ScaleReport => ({
-    started,
+    started: earlier
+      ? `${earlier.started} (${
+        earlier.sizes.map((size) => size.nodes).join(", ")
+      } nodes) and ${started} (${sizes.join(", ")} nodes)`
+      : started,
     machine: `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} cores`,
     kubernetes: KUBERNETES_VERSION,
     etcd,
     real,
     sizes: results,
     chart_max_unavailable: maxUnavailable,
-    agent_errors: cluster!.agents.flatMap((agent) => agent.errors),
-    hollow_errors: cluster!.hollow?.errors ?? [],
+    agent_errors: [
+      ...(earlier?.agent_errors ?? []),
+      ...cluster!.agents.flatMap((agent) => agent.errors),
+    ],
+    hollow_errors: [...(earlier?.hollow_errors ?? []), ...(cluster!.hollow?.errors ?? [])],
     hollow_failure_samples: cluster!.hollow?.failureSamples ?? [],
   });
   const etcd = await etcdVersion();
@@ -131,7 +174,8 @@ try {
   const problems = judge(report());
   for (const problem of problems) console.error(`not as it must be: ${problem}`);
   code = problems.length === 0 ? 0 : 1;
-  if (args.sizes === DEFAULT_SIZES && args.real === "10") {
+  const measured = results.map((size) => size.nodes).join(",");
+  if (measured === DEFAULT_SIZES && args.real === "10") {
     console.error(
       `wrote ${await rewriteDocsBlock(
         "scale.md",
