@@ -63,7 +63,14 @@ export class RealCluster implements AsyncDisposable {
           ? { crowd: options.hollowAddresses + 1, crowdOnDemand: true }
           : {}),
       });
-      cluster.plane = await ControlPlane.start(binary, cluster.sim.controlAddress);
+      cluster.plane = await ControlPlane.start(
+        binary,
+        cluster.sim.controlAddress,
+        // With hundreds of hollow nodes, this machine's 2 cores carry the API server, etcd and
+        // every node's lease at once: during a rollout a renewal can wait past Kubernetes' 50 s,
+        // and a node would be called Unknown for what is this machine's limit, not a node's.
+        options.hollowAddresses ? { nodeGracePeriod: "5m" } : {},
+      );
       await cluster.#installCrds();
       for (const node of cluster.sim.nodes.slice(0, options.nodes)) {
         const agent = new NodeAgent(cluster.plane, cluster.sim, node);

@@ -170,6 +170,7 @@ export class ControlPlane implements AsyncDisposable {
     readonly binary: string,
     readonly address: string,
     readonly dir: string,
+    readonly nodeGracePeriod: string | undefined,
   ) {}
 
   /** The admin kubeconfig: for the harness and helm only, never for a pod. */
@@ -186,9 +187,19 @@ export class ControlPlane implements AsyncDisposable {
    * the scheduler, and waits until the API server is ready and the default
    * service account exists in `default`.
    */
-  static async start(binary: string, address: string): Promise<ControlPlane> {
+  static async start(
+    binary: string,
+    address: string,
+    options: {
+      /**
+       * How long a node's lease may go unrenewed before it is Unknown (kube-controller-manager's
+       * `--node-monitor-grace-period`); default: Kubernetes' own.
+       */
+      nodeGracePeriod?: string;
+    } = {},
+  ): Promise<ControlPlane> {
     const dir = await Deno.makeTempDir({ prefix: "net-exporter-cluster-" });
-    const plane = new ControlPlane(binary, address, dir);
+    const plane = new ControlPlane(binary, address, dir, options.nodeGracePeriod);
     try {
       await plane.#start();
     } catch (error) {
@@ -263,6 +274,7 @@ export class ControlPlane implements AsyncDisposable {
       `--service-account-private-key-file=${dir}/sa.key`,
       `--root-ca-file=${dir}/ca.crt`,
       "--controllers=*",
+      ...(this.nodeGracePeriod ? [`--node-monitor-grace-period=${this.nodeGracePeriod}`] : []),
     ]);
     component("kube-scheduler", []);
     // The service-account controller runs: the default service account appears.

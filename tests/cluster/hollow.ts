@@ -348,7 +348,13 @@ export class HollowNodes implements AsyncDisposable {
       }
       return;
     }
-    if (held || pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
+    if (held) {
+      // Marked not ready by someone else (the node lifecycle controller, while the node's lease
+      // was late): a kubelet's next status sync says again what it knows, Running and Ready.
+      if (!isReady(pod)) await this.#patchRunning(pod, held.address);
+      return;
+    }
+    if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
     const address = this.#free.shift();
     if (address === undefined) throw new Error("no crowd address left for a hollow pod");
     try {
@@ -614,4 +620,11 @@ async function readCounting(
     bytes += chunk.length;
   }
   return { bytes, head: new TextDecoder().decode(head.subarray(0, headLength)) };
+}
+
+/** True when the pod's Ready condition is True. */
+function isReady(pod: Pod): boolean {
+  return (pod.status?.conditions ?? []).some((condition: { type: string; status: string }) =>
+    condition.type === "Ready" && condition.status === "True"
+  );
 }

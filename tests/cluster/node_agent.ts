@@ -244,7 +244,17 @@ export class NodeAgent implements AsyncDisposable {
       }
       return;
     }
-    if (running || pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
+    if (running) {
+      // Marked not ready by someone else (the node lifecycle controller, while this node's lease
+      // was late): a kubelet's next status sync says again what its probe says.
+      const ready = (pod.status?.conditions ?? []).some((condition: {
+        type: string;
+        status: string;
+      }) => condition.type === "Ready" && condition.status === "True");
+      if (running.ready && !ready && !running.stopping) await this.#patchStatus(running, pod);
+      return;
+    }
+    if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
     await this.#run(pod);
   }
 
