@@ -32,6 +32,8 @@ import type { ControlPlane } from "./control_plane.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+/** Times a pod's sync is tried before it counts as an error. */
+const SYNC_ATTEMPTS = 10;
 /** What a pod's process runs in: a tmpfs over /run, the service-account files copied in, then the program. */
 const IN_POD = 'mount -t tmpfs tmpfs /run && mkdir -p "$SA" && cp "$SECRETS"/* "$SA"/ && exec "$@"';
 
@@ -71,6 +73,8 @@ export class NodeAgent implements AsyncDisposable {
   #queue: Promise<void> = Promise.resolve();
   /** Pods the agent failed to run or stop as asked, for the report; the agent keeps going. */
   readonly errors: string[] = [];
+  /** Pod syncs that failed and were tried again (a request timed out under load). */
+  syncRetries = 0;
   /** Requests that failed while the API server was away (restarts): retried, not failures. */
   apiUnavailable = 0;
 
@@ -203,10 +207,19 @@ export class NodeAgent implements AsyncDisposable {
     }
   }
 
-  #enqueue(pod: Pod): void {
-    this.#queue = this.#queue.then(() => this.#sync(pod)).catch((error) =>
-      void this.errors.push(`pod ${pod.metadata?.name}: ${(error as Error).message}`)
-    );
+  #enqueue(pod: Pod, attempt = 0): void {
+    this.#queue = this.#queue.then(() => this.#sync(pod)).catch((error) => {
+      if (this.#abort.signal.aborted) return;
+      // A kubelet's pod worker tries again: an API server under load times requests out.
+      if (attempt < SYNC_ATTEMPTS - 1) {
+        this.syncRetries++;
+        setTimeout(() => {
+          if (!this.#abort.signal.aborted) this.#enqueue(pod, attempt + 1);
+        }, 2_000);
+        return;
+      }
+      this.errors.push(`pod ${pod.metadata?.name}: ${(error as Error).message}`);
+    });
   }
 
   #enqueueGone(pod: Pod): void {
