@@ -176,6 +176,12 @@ export function markdown(report: ScaleReport): string {
     row([name, ...projections.map(cell)]);
   return [
     ...(largest ? [findings(report, largest, project(largest, 5_000, fit)), ""] : []),
+    ...(largest && largest.nodes < 1_000
+      ? [
+        `**No 1,000-node figures here**: this report holds the sizes its run finished, up to ${largest.nodes} nodes; the projection works from those.`,
+        "",
+      ]
+      : []),
     `Started ${report.started} on ${report.machine}; Kubernetes ${report.kubernetes}, etcd ${report.etcd}. ` +
     `${report.real} real nodes run the exporter; the rest are hollow (tests/cluster/hollow.ts), ` +
     `each pod of which asks the API server what an exporter asks. The chart's default ` +

@@ -51,8 +51,9 @@ if (args.from !== undefined) {
   console.log(markdown(report));
   const problems = judge(report);
   for (const problem of problems) console.error(`not as it must be: ${problem}`);
-  const sizes = report.sizes.map((size) => size.nodes).join(",");
-  if (sizes === DEFAULT_SIZES && report.real === 10) {
+  // A run of the documented sizes (all of them, or those it finished) writes the docs' block.
+  const documented = DEFAULT_SIZES.split(",");
+  if (report.real === 10 && report.sizes.every((size) => documented.includes(String(size.nodes)))) {
     console.error(
       `wrote ${await rewriteDocsBlock(
         "scale.md",
