@@ -299,6 +299,11 @@ export interface ScaleOptions {
   readonly steadyMs: number;
   /** How long the old default's upgrade is sampled; 0: not at all. */
   readonly paceSampleMs: number;
+  /**
+   * How long an upgrade may take before the run gives up (default 30 minutes): longer than the
+   * 10 minutes a 1,000-node upgrade must take, so a slow one is measured and judged, not lost.
+   */
+  readonly upgradeTimeoutMs?: number;
   readonly log: (line: string) => void;
 }
 
@@ -452,6 +457,7 @@ async function staleSeries(cluster: RealCluster): Promise<number> {
 /** `helm upgrade` with `values`, rolled to the end; the real exporters are read every 2 s. */
 async function upgrade(
   cluster: RealCluster,
+  timeoutMs: number,
   values: Record<string, string>,
   label: string,
 ): Promise<UpgradeResult> {
@@ -495,7 +501,7 @@ async function upgrade(
       }
     })();
     try {
-      return await waitRolled(cluster, generation, 900_000);
+      return await waitRolled(cluster, generation, timeoutMs);
     } finally {
       done = true;
       await reading;
@@ -734,7 +740,12 @@ export async function measureSize(
     pace = await paceOfOldDefault(cluster, { "dns.timeout": "900ms" }, options.paceSampleMs);
   }
   log(`scale ${nodes}: helm upgrade at the chart's defaults`);
-  const upgraded = await upgrade(cluster, { "dns.timeout": "800ms" }, "chart default");
+  const upgraded = await upgrade(
+    cluster,
+    options.upgradeTimeoutMs ?? 1_800_000,
+    { "dns.timeout": "800ms" },
+    "chart default",
+  );
 
   log(`scale ${nodes}: API server restart`);
   const restart = await restartApiServer(cluster);
