@@ -446,6 +446,57 @@ export class ControlPlane implements AsyncDisposable {
     await this.waitUntilReady();
   }
 
+  /**
+   * A token of service account `serviceAccount` in `namespace` from the TokenRequest API, valid
+   * `seconds`; bound to `pod` (as a kubelet projects it) when one is given.
+   */
+  async serviceAccountToken(
+    namespace: string,
+    serviceAccount: string,
+    seconds: number,
+    pod?: { readonly name: string; readonly uid: string },
+  ): Promise<string> {
+    const answer = await this.ok(
+      "POST",
+      `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`,
+      {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: {
+          expirationSeconds: seconds,
+          ...(pod
+            ? { boundObjectRef: { kind: "Pod", apiVersion: "v1", name: pod.name, uid: pod.uid } }
+            : {}),
+        },
+      },
+    );
+    return answer.status.token as string;
+  }
+
+  /**
+   * A pod's final delete, as a kubelet makes it once the pod's processes are gone: grace 0, for
+   * this uid only. A pod already gone (404) or replaced (409) is not an error.
+   */
+  async finalDelete(
+    pod: { metadata: { namespace: string; name: string; uid: string } },
+  ): Promise<void> {
+    const gone = await this.request(
+      "DELETE",
+      `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`,
+      {
+        body: {
+          kind: "DeleteOptions",
+          apiVersion: "v1",
+          gracePeriodSeconds: 0,
+          preconditions: { uid: pod.metadata.uid },
+        },
+      },
+    );
+    if (gone.status !== 200 && gone.status !== 404 && gone.status !== 409) {
+      throw new Error(`final delete answered ${gone.status}: ${gone.text.slice(0, 200)}`);
+    }
+  }
+
   /** etcd's own /metrics (Prometheus text). */
   async etcdMetrics(): Promise<string> {
     const response = await fetch(`${this.#etcdUrl}/metrics`, {
@@ -500,4 +551,18 @@ export class ControlPlane implements AsyncDisposable {
     } catch { /* never opened */ }
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** True when a pod object's Ready condition is True. */
+export function isPodReady(
+  pod: { status?: { conditions?: ReadonlyArray<{ type: string; status: string }> } },
+): boolean {
+  return (pod.status?.conditions ?? []).some((condition) =>
+    condition.type === "Ready" && condition.status === "True"
+  );
+}
+
+/** Now as a Lease's renewTime wants it: RFC 3339 with microseconds. */
+export function microTime(): string {
+  return new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }

@@ -35,7 +35,7 @@ import {
 } from "../../k8s/watcher.ts";
 import { SHUTDOWN_LINGER_MS } from "../../exporter/serve.ts";
 import type { SimCluster } from "../sim/cluster.ts";
-import type { ControlPlane } from "./control_plane.ts";
+import { type ControlPlane, isPodReady, microTime } from "./control_plane.ts";
 
 // deno-lint-ignore no-explicit-any
 type Pod = any;
@@ -331,27 +331,13 @@ export class HollowNodes implements AsyncDisposable {
       // A graceful delete: the exporter lingers, answering, before it exits (exporter/serve.ts).
       if (held) await this.#stop(held, deleted ? 0 : SHUTDOWN_LINGER_MS);
       if (deleted) return;
-      const gone = await this.options.plane.request(
-        "DELETE",
-        `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`,
-        {
-          body: {
-            kind: "DeleteOptions",
-            apiVersion: "v1",
-            gracePeriodSeconds: 0,
-            preconditions: { uid },
-          },
-        },
-      );
-      if (gone.status !== 200 && gone.status !== 404 && gone.status !== 409) {
-        throw new Error(`final delete answered ${gone.status}: ${gone.text.slice(0, 200)}`);
-      }
+      await this.options.plane.finalDelete(pod);
       return;
     }
     if (held) {
       // Marked not ready by someone else (the node lifecycle controller, while the node's lease
       // was late): a kubelet's next status sync says again what it knows, Running and Ready.
-      if (!isReady(pod)) await this.#patchRunning(pod, held.address);
+      if (!isPodReady(pod)) await this.#patchRunning(pod, held.address);
       return;
     }
     if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
@@ -446,15 +432,7 @@ export class HollowNodes implements AsyncDisposable {
    */
   #exporterToken(): Promise<string> {
     const { namespace, serviceAccount } = this.options.exporters!;
-    this.#token ??= this.options.plane.ok(
-      "POST",
-      `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount}/token`,
-      {
-        apiVersion: "authentication.k8s.io/v1",
-        kind: "TokenRequest",
-        spec: { expirationSeconds: 7200 },
-      },
-    ).then((answer) => answer.status.token as string);
+    this.#token ??= this.options.plane.serviceAccountToken(namespace, serviceAccount, 7200);
     const token = this.#token;
     token.catch(() => {
       if (this.#token === token) this.#token = undefined;
@@ -599,11 +577,6 @@ export class HollowNodes implements AsyncDisposable {
   }
 }
 
-/** A lease's renewTime: RFC 3339 with microseconds. */
-function microTime(): string {
-  return new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
-}
-
 /** Reads a body to its end, counting its bytes; keeps the first {@link LIST_HEAD_BYTES} decoded. */
 async function readCounting(
   body: ReadableStream<Uint8Array> | null,
@@ -620,11 +593,4 @@ async function readCounting(
     bytes += chunk.length;
   }
   return { bytes, head: new TextDecoder().decode(head.subarray(0, headLength)) };
-}
-
-/** True when the pod's Ready condition is True. */
-function isReady(pod: Pod): boolean {
-  return (pod.status?.conditions ?? []).some((condition: { type: string; status: string }) =>
-    condition.type === "Ready" && condition.status === "True"
-  );
 }

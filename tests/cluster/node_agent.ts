@@ -28,7 +28,7 @@ import { LineSplitter } from "../../lib/lines.ts";
 import { START_FLAGS } from "../helpers/exporter_process.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 import type { SimCluster, SimNode } from "../sim/cluster.ts";
-import type { ControlPlane } from "./control_plane.ts";
+import { type ControlPlane, isPodReady, microTime } from "./control_plane.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -149,10 +149,7 @@ export class NodeAgent implements AsyncDisposable {
   /** The node's heartbeat: its lease in kube-node-lease, as the node lifecycle controller reads it. */
   async #renewLease(): Promise<void> {
     const path = `/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/${this.node.name}`;
-    const renewTime = new Date().toISOString().replace("Z", "000Z").replace(
-      /(\.\d{6})\d*Z$/,
-      "$1Z",
-    );
+    const renewTime = microTime();
     const body = {
       apiVersion: "coordination.k8s.io/v1",
       kind: "Lease",
@@ -240,31 +237,15 @@ export class NodeAgent implements AsyncDisposable {
         await this.#stop(running, pod.spec.terminationGracePeriodSeconds ?? 30);
       }
       // The final delete: the API server removes the object once the kubelet says the pod is gone.
-      const gone = await this.plane.request(
-        "DELETE",
-        `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`,
-        {
-          body: {
-            kind: "DeleteOptions",
-            apiVersion: "v1",
-            gracePeriodSeconds: 0,
-            preconditions: { uid },
-          },
-        },
-      );
-      if (gone.status !== 200 && gone.status !== 404 && gone.status !== 409) {
-        throw new Error(`final delete answered ${gone.status}: ${gone.text.slice(0, 200)}`);
-      }
+      await this.plane.finalDelete(pod);
       return;
     }
     if (running) {
       // Marked not ready by someone else (the node lifecycle controller, while this node's lease
       // was late): a kubelet's next status sync says again what its probe says.
-      const ready = (pod.status?.conditions ?? []).some((condition: {
-        type: string;
-        status: string;
-      }) => condition.type === "Ready" && condition.status === "True");
-      if (running.ready && !ready && !running.stopping) await this.#patchStatus(running, pod);
+      if (running.ready && !isPodReady(pod) && !running.stopping) {
+        await this.#patchStatus(running, pod);
+      }
       return;
     }
     if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
@@ -312,22 +293,14 @@ export class NodeAgent implements AsyncDisposable {
     // A new pod, a new address; the node holds one pod address at a time (see SimCluster.renumber).
     await this.cluster.renumber(this.node);
     const address = this.node.address;
-    const token = await this.plane.ok(
-      "POST",
-      `/api/v1/namespaces/${namespace}/serviceaccounts/${
-        pod.spec.serviceAccountName ?? "default"
-      }/token`,
-      {
-        apiVersion: "authentication.k8s.io/v1",
-        kind: "TokenRequest",
-        spec: {
-          expirationSeconds: 3607,
-          boundObjectRef: { kind: "Pod", apiVersion: "v1", name, uid },
-        },
-      },
+    const token = await this.plane.serviceAccountToken(
+      namespace,
+      pod.spec.serviceAccountName ?? "default",
+      3607,
+      { name, uid },
     );
     const secrets = await Deno.makeTempDir({ prefix: `sa-${name}-` });
-    await Deno.writeTextFile(`${secrets}/token`, token.status.token);
+    await Deno.writeTextFile(`${secrets}/token`, token);
     await Deno.writeTextFile(`${secrets}/ca.crt`, this.plane.caPem);
     await Deno.writeTextFile(`${secrets}/namespace`, namespace);
     // The image's entrypoint is the exporter; the chart gives only args.

@@ -333,24 +333,11 @@ async function waitRolled(cluster: RealCluster, generation: number, timeoutMs: n
   }
 }
 
-/** A token of the release's service account, as a pod's would be (not bound to one). */
-async function exporterToken(cluster: RealCluster): Promise<string> {
-  return (await cluster.plane.ok(
-    "POST",
-    `/api/v1/namespaces/${NAMESPACE}/serviceaccounts/${RELEASE}/token`,
-    {
-      apiVersion: "authentication.k8s.io/v1",
-      kind: "TokenRequest",
-      spec: { expirationSeconds: 3600 },
-    },
-  )).status.token;
-}
-
 /** Lists asked each way: /proc counts CPU in 10 ms ticks, so 20 give 0.5 ms a list. */
 const LISTS = 20;
 
 async function measureLists(cluster: RealCluster, pods: number): Promise<ListResult> {
-  const token = await exporterToken(cluster);
+  const token = await cluster.plane.serviceAccountToken(NAMESPACE, RELEASE, 3600);
   const client = Deno.createHttpClient({ caCerts: [cluster.plane.caPem] });
   const list = async (resourceVersion: string | undefined) => {
     const started = performance.now();

@@ -181,23 +181,12 @@ export interface RbacResult {
 /** The pod's own token (a bound one, as the kubelet projects it) tried against what it must not read. */
 export async function rbac(cluster: RealCluster): Promise<RbacResult> {
   const [pod] = await cluster.pods();
-  const token = (await cluster.plane.ok(
-    "POST",
-    `/api/v1/namespaces/${NAMESPACE}/serviceaccounts/${pod.spec.serviceAccountName}/token`,
-    {
-      apiVersion: "authentication.k8s.io/v1",
-      kind: "TokenRequest",
-      spec: {
-        expirationSeconds: 600,
-        boundObjectRef: {
-          kind: "Pod",
-          apiVersion: "v1",
-          name: pod.metadata.name,
-          uid: pod.metadata.uid,
-        },
-      },
-    },
-  )).status.token as string;
+  const token = await cluster.plane.serviceAccountToken(
+    NAMESPACE,
+    pod.spec.serviceAccountName,
+    600,
+    { name: pod.metadata.name, uid: pod.metadata.uid },
+  );
   // Everything the pods asked so far is the steady state; the refusals below are asked after it.
   const probedAt = new Date().toISOString();
   const status = async (path: string) =>
