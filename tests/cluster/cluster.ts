@@ -284,3 +284,22 @@ export class RealCluster implements AsyncDisposable {
     await this.sim?.[Symbol.asyncDispose]().catch(() => {});
   }
 }
+
+/**
+ * For command-line runs: on SIGINT or SIGTERM, tears down the cluster `current()` gives (if
+ * any) once, and exits 130 or 143. The signal returned aborts when that begins, so the run's own
+ * teardown stands aside.
+ */
+export function tearDownOnSignal(current: () => RealCluster | undefined): AbortSignal {
+  const stopping = new AbortController();
+  for (const [name, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    Deno.addSignalListener(name, async () => {
+      if (stopping.signal.aborted) return;
+      stopping.abort();
+      console.error(`${name}: tearing down`);
+      await current()?.[Symbol.asyncDispose]();
+      Deno.exit(code);
+    });
+  }
+  return stopping.signal;
+}

@@ -14,7 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { rewriteDocsBlock } from "../helpers/docs.ts";
-import { RealCluster } from "./cluster.ts";
+import { RealCluster, tearDownOnSignal } from "./cluster.ts";
 import { type ClusterReport, judge, markdown, runAll } from "./report.ts";
 
 const DEFAULT_NODES = "5";
@@ -34,16 +34,7 @@ if (!Number.isInteger(nodes) || nodes < 3 || nodes > 30) {
 }
 
 let cluster: RealCluster | undefined;
-const stopping = new AbortController();
-for (const [name, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-  Deno.addSignalListener(name, async () => {
-    if (stopping.signal.aborted) return;
-    stopping.abort();
-    console.error(`${name}: tearing down`);
-    await cluster?.[Symbol.asyncDispose]();
-    Deno.exit(code);
-  });
-}
+const stopping = tearDownOnSignal(() => cluster);
 
 let code = 1;
 try {
@@ -70,6 +61,6 @@ try {
 } catch (error) {
   console.error(error);
 } finally {
-  if (!stopping.signal.aborted) await cluster?.[Symbol.asyncDispose]();
+  if (!stopping.aborted) await cluster?.[Symbol.asyncDispose]();
 }
 Deno.exit(code);

@@ -20,7 +20,7 @@
 import { parseArgs } from "node:util";
 import { rewriteDocsBlock } from "../helpers/docs.ts";
 import { KUBERNETES_VERSION } from "./build.ts";
-import { RealCluster } from "./cluster.ts";
+import { RealCluster, tearDownOnSignal } from "./cluster.ts";
 import { measureSize, type SizeResult } from "./scale.ts";
 import { judge, markdown, type ScaleReport } from "./scale_report.ts";
 import { parse as parseYaml } from "yaml";
@@ -103,16 +103,7 @@ const options = {
 };
 
 let cluster: RealCluster | undefined;
-const stopping = new AbortController();
-for (const [name, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
-  Deno.addSignalListener(name, async () => {
-    if (stopping.signal.aborted) return;
-    stopping.abort();
-    console.error(`${name}: tearing down`);
-    await cluster?.[Symbol.asyncDispose]();
-    Deno.exit(code);
-  });
-}
+const stopping = tearDownOnSignal(() => cluster);
 
 async function etcdVersion(): Promise<string> {
   const output = await new Deno.Command("etcd", { args: ["--version"], stdout: "piped" }).output();
@@ -189,6 +180,6 @@ try {
 } catch (error) {
   console.error(error);
 } finally {
-  if (!stopping.signal.aborted) await cluster?.[Symbol.asyncDispose]();
+  if (!stopping.aborted) await cluster?.[Symbol.asyncDispose]();
 }
 Deno.exit(code);
