@@ -1,5 +1,5 @@
 /**
- * One list, then one watch of the net-exporter pods, kept alive through
+ * One list, then one watch of the running net-exporter pods, kept alive through
  * whatever the API server does.
  *
  * The list is paginated; the watch asks for bookmarks and a server-side
@@ -114,17 +114,29 @@ export function watchTimeout(baseSeconds: number, random: () => number): number 
 export const LIST_PAGE_SIZE = 500;
 
 /**
- * The path of a pods request of the watcher: a list page or a watch, for
- * `namespace` and `labelSelector`, with `query` (limit, continue, watch,
- * resourceVersion…). Exported so that the scale harness's hollow exporters
- * (tests/cluster/hollow.ts) ask exactly what a pod asks.
+ * Only running pods are listed and watched: a pod that is not running is never
+ * a peer (`isPeer` in pods.ts), and the API server filters before it sends. A pod
+ * enters the watch as ADDED when it starts running and leaves it as DELETED
+ * when it stops (or is deleted), so the creation, binding and pending status
+ * of every new pod are never sent to every exporter: in a rollout each pod
+ * replaced reaches each exporter as 3 events instead of about 6, and the
+ * API server's fan-out (N pods × N exporters) halves (docs/scale.md).
+ */
+export const RUNNING_PODS = "status.phase=Running";
+
+/**
+ * The path of a pods request of the watcher: a list page or a watch, for the
+ * running pods ({@link RUNNING_PODS}) in `namespace` matching `labelSelector`,
+ * with `query` (limit, continue, watch, resourceVersion…). Exported so that
+ * the scale harness's hollow exporters (tests/cluster/hollow.ts) ask exactly
+ * what a pod asks.
  */
 export function podsPath(
   namespace: string,
   labelSelector: string,
   query: Record<string, string>,
 ): string {
-  const params = new URLSearchParams({ labelSelector, ...query });
+  const params = new URLSearchParams({ labelSelector, fieldSelector: RUNNING_PODS, ...query });
   return `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?${params}`;
 }
 

@@ -124,6 +124,36 @@ Deno.test({
 
 Deno.test({
   name:
+    "watcher: only running pods are listed and watched — a pod arrives when it runs and leaves when it stops",
+  ignore: !requires("watcher: running pods only", NEEDS),
+  async fn() {
+    await using h = await harness([pod("p1"), pod("p2", { phase: "Pending", ips: [] })]);
+    h.watcher.start();
+    await waitFor(() => Promise.resolve(verbs(h.server).includes("watch")), 5_000, "watch");
+    assert.deepEqual(h.names(), ["p1"], "the pending pod is not listed");
+    for (const request of h.server.requests) {
+      assert.match(request, /fieldSelector=status.phase%3DRunning(&|$)/, request);
+    }
+
+    // A new pod's creation and pending status are never sent; it arrives once it runs.
+    h.server.apply(pod("p3", { phase: "Pending", ips: [] }));
+    h.server.apply(pod("p4"));
+    await waitFor(() => Promise.resolve(h.names().includes("p4")), 5_000, "p4 running");
+    assert.deepEqual(h.names(), ["p1", "p4"]);
+    h.server.apply(pod("p3"));
+    await waitFor(() => Promise.resolve(h.names().includes("p3")), 5_000, "p3 running");
+
+    // A pod that stops running (a kubelet's terminal status before the final delete) leaves.
+    h.server.apply(pod("p1", { phase: "Succeeded" }));
+    await waitFor(() => Promise.resolve(!h.names().includes("p1")), 5_000, "p1 stopped");
+    assert.deepEqual(h.names(), ["p3", "p4"]);
+    assert.deepEqual(verbs(h.server), ["list", "watch"], "no relist");
+    assert.deepEqual(h.failures, []);
+  },
+});
+
+Deno.test({
+  name:
     "watcher: a dropped connection resumes from the last resourceVersion (bookmarks count), no relist",
   ignore: !requires("watcher: drop", NEEDS),
   async fn() {

@@ -109,6 +109,14 @@ Deno.test("scale projection: a rollout's watch traffic grows with the square of 
   // Steady: 12 watches per pod per hour, 1 bookmark a minute each.
   assert.equal(at5000.steady_requests_per_second, 5_000 * 12 / 3600);
   assert.equal(at5000.steady_events_per_second, 5_000 / 60);
+
+  // Exporters that are sent only some of the changes (running pods only) cost that share.
+  const filtered = project(
+    size({ upgrade: { ...size().upgrade, events_per_change_per_exporter: 0.6 } }),
+    5_000,
+  );
+  assert.equal(filtered.rollout_events, 3 * 5_000 * 5_000);
+  assert.equal(filtered.rollout_event_bytes, 3 * 5_000 * 5_000 * 8_000);
 });
 
 Deno.test("scale projection: the original GETs its Service and Endpoints per scrape, capped at 1,000 addresses; goldpinger lists every pod every 30 s", () => {

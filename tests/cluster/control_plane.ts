@@ -474,6 +474,58 @@ export class ControlPlane implements AsyncDisposable {
   }
 
   /**
+   * A stopped pod's terminal status, as a kubelet (1.27 and later) reports it before the final
+   * delete: phase Succeeded (every container exited 0) or Failed, not ready, its containers
+   * terminated. Watchers of running pods see the pod leave here. A pod already gone (404) is not
+   * an error.
+   */
+  async reportTerminated(
+    pod: {
+      metadata: { namespace: string; name: string };
+      spec: { containers: Array<{ name: string; image: string }> };
+    },
+    exitCode: number,
+  ): Promise<void> {
+    const time = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const answer = await this.request(
+      "PATCH",
+      `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/status`,
+      {
+        contentType: "application/merge-patch+json",
+        body: {
+          status: {
+            phase: exitCode === 0 ? "Succeeded" : "Failed",
+            conditions: [
+              { type: "PodScheduled", status: "True", lastTransitionTime: time },
+              { type: "Initialized", status: "True", lastTransitionTime: time },
+              { type: "ContainersReady", status: "False", lastTransitionTime: time },
+              { type: "Ready", status: "False", lastTransitionTime: time },
+            ],
+            containerStatuses: pod.spec.containers.map((container) => ({
+              name: container.name,
+              image: container.image,
+              imageID: "",
+              ready: false,
+              started: false,
+              restartCount: 0,
+              state: {
+                terminated: {
+                  exitCode,
+                  reason: exitCode === 0 ? "Completed" : "Error",
+                  finishedAt: time,
+                },
+              },
+            })),
+          },
+        },
+      },
+    );
+    if (answer.status !== 200 && answer.status !== 404) {
+      throw new Error(`terminal status answered ${answer.status}: ${answer.text.slice(0, 200)}`);
+    }
+  }
+
+  /**
    * A pod's final delete, as a kubelet makes it once the pod's processes are gone: grace 0, for
    * this uid only. A pod already gone (404) or replaced (409) is not an error.
    */

@@ -101,6 +101,8 @@ export class HollowNodes implements AsyncDisposable {
   readonly #pods = new Map<string, HollowPod>();
   /** uid → the work queued for that pod, so its events apply in order. */
   readonly #turns = new Map<string, Promise<void>>();
+  /** Pods whose final delete was made, until their DELETED event. */
+  readonly #finished = new Set<string>();
   readonly #abort = new AbortController();
   #watching: Promise<void> = Promise.resolve();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -330,8 +332,16 @@ export class HollowNodes implements AsyncDisposable {
     if (deleted || pod.metadata.deletionTimestamp) {
       // A graceful delete: the exporter lingers, answering, before it exits (exporter/serve.ts).
       if (held) await this.#stop(held, deleted ? 0 : SHUTDOWN_LINGER_MS);
-      if (deleted) return;
+      if (deleted) {
+        this.#finished.delete(uid);
+        return;
+      }
+      // Our own terminal status comes back as a change: the final delete is made once.
+      if (this.#finished.has(uid)) return;
+      // The exporter exits 0 on SIGTERM; a kubelet reports that before the final delete.
+      if (pod.status?.phase === "Running") await this.options.plane.reportTerminated(pod, 0);
       await this.options.plane.finalDelete(pod);
+      this.#finished.add(uid);
       return;
     }
     if (held) {

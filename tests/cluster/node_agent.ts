@@ -236,7 +236,12 @@ export class NodeAgent implements AsyncDisposable {
       if (running && !running.stopping) {
         await this.#stop(running, pod.spec.terminationGracePeriodSeconds ?? 30);
       }
-      // The final delete: the API server removes the object once the kubelet says the pod is gone.
+      // The final delete: the API server removes the object once the kubelet says the pod is gone,
+      // after its terminal status (from the process's exit code).
+      if (pod.status?.phase === "Running") {
+        const exitCode = running ? (await running.exited).code : 0;
+        await this.plane.reportTerminated(pod, exitCode);
+      }
       await this.plane.finalDelete(pod);
       return;
     }

@@ -52,8 +52,9 @@ export interface Projection {
  * - steady state: each pod renews its watch as measured (per hour) and is
  *   sent the bookmarks measured per exporter;
  * - a rollout: every pod replaced makes `changes_per_pod_replaced` pod
- *   changes, each sent to every exporter (`nodes` of them) at the measured
- *   bytes per event; every new pod lists every pod at the measured bytes per
+ *   changes, of which every exporter (`nodes` of them) is sent the measured
+ *   share (`events_per_change_per_exporter`: only running pods are watched)
+ *   at the measured bytes per event; every new pod lists every pod at the measured bytes per
  *   listed pod; it lasts `rolloutSeconds(nodes)` (default: as measured,
  *   scaled with the pod count; the report passes {@link rolloutFit});
  * - the original: a GET of its Service and one of its Endpoints on every
@@ -72,7 +73,8 @@ export function project(
   const bytesPerAddress = basis.endpoints_addresses > 0
     ? basis.endpoints_bytes / basis.endpoints_addresses
     : 0;
-  const rolloutEvents = upgrade.changes_per_pod_replaced * nodes * nodes;
+  const rolloutEvents = upgrade.changes_per_pod_replaced *
+    upgrade.events_per_change_per_exporter * nodes * nodes;
   const rolloutEventBytes = rolloutEvents * upgrade.bytes_per_event;
   const rolloutListBytes = nodes * nodes * bytesPerListedPod;
   const requestsPerPodPerHour = steady.lists_per_pod_per_hour + steady.watches_per_pod_per_hour;
@@ -363,9 +365,10 @@ function findings(report: ScaleReport, largest: SizeResult, at5000: Projection):
     }. In steady state the exporters made ${steady.lists_per_pod_per_hour} lists and`,
     `${steady.watches_per_pod_per_hour} watch requests per pod per hour, and the real ones held`,
     `${steady.real_rss_mib.max} MiB at most with ${steady.real_discovered_min} peers in their cache.`,
-    `Each pod replaced made ${upgrade.changes_per_pod_replaced} pod changes, and each change went to`,
-    `every exporter (${upgrade.events_per_change_per_exporter} events per exporter) at`,
-    `${
+    `Each pod replaced made ${upgrade.changes_per_pod_replaced} pod changes, of which every exporter`,
+    `was sent ${
+      count(upgrade.changes_per_pod_replaced * upgrade.events_per_change_per_exporter)
+    } (it watches running pods only) at ${
       bytes(upgrade.bytes_per_event)
     } an event: the watch traffic of a rollout grows with the square`,
     `of the nodes. At 5,000 nodes that is ${count(at5000.rollout_events)} events,`,

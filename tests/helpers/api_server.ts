@@ -199,6 +199,17 @@ function endpointSliceObject(service: ServiceSpec, pods: PodSpec[], resourceVers
   };
 }
 
+/** One change of a pod, kept for watches that resume from before it. */
+interface PodEvent {
+  readonly rv: number;
+  readonly type: "ADDED" | "MODIFIED" | "DELETED";
+  /** The pod object after the change, serialised once. */
+  readonly object: string;
+  readonly pod: PodSpec;
+  /** The pod before a MODIFIED change. */
+  readonly previous: PodSpec | undefined;
+}
+
 /** Starts the server on `hostname` (default 127.0.0.1) and a free port. */
 export async function startApiServer(
   options: { pageSize?: number; hostname?: string } = {},
@@ -212,7 +223,7 @@ export async function startApiServer(
   const services = new Map<string, ServiceSpec>();
   let resourceVersion = 100;
   /** Events since the oldest resourceVersion a watch may resume from. */
-  let history: Array<{ rv: number; line: string; pod: PodSpec }> = [];
+  let history: PodEvent[] = [];
   let oldestResumable = resourceVersion;
   const watchers = new Set<Watcher>();
   const tempFiles: string[] = [];
@@ -237,11 +248,31 @@ export async function startApiServer(
     }
   };
 
-  const emit = (type: string, spec: PodSpec) => {
+  const emit = (type: "ADDED" | "MODIFIED" | "DELETED", spec: PodSpec, previous?: PodSpec) => {
     resourceVersion++;
-    const line = JSON.stringify({ type, object: podObject(spec, resourceVersion) });
-    history.push({ rv: resourceVersion, line, pod: spec });
-    for (const watcher of watchers) if (watcher.selects(spec)) send(watcher, line);
+    const event: PodEvent = {
+      rv: resourceVersion,
+      type,
+      object: JSON.stringify(podObject(spec, resourceVersion)),
+      pod: spec,
+      previous,
+    };
+    history.push(event);
+    for (const watcher of watchers) deliver(watcher, event);
+  };
+
+  /**
+   * Sends `event` as `watcher`'s selectors see it, as the API server's watch cache does: a pod
+   * that starts to match arrives as ADDED, one that stops matching leaves as DELETED (with its new
+   * state), and a change on either side of the selector is not sent.
+   */
+  const deliver = (watcher: Watcher, event: PodEvent) => {
+    const now = watcher.selects(event.pod);
+    const before = event.type === "MODIFIED" && event.previous !== undefined
+      ? watcher.selects(event.previous)
+      : now;
+    const type = now && before ? event.type : now ? "ADDED" : before ? "DELETED" : undefined;
+    if (type !== undefined) send(watcher, `{"type":"${type}","object":${event.object}}`);
   };
 
   const status = (code: number, reason: string, message: string) =>
@@ -269,9 +300,9 @@ export async function startApiServer(
       services.set(`${service.namespace}/${service.name}`, service);
     },
     apply(spec) {
-      const type = pods.has(spec.name) ? "MODIFIED" : "ADDED";
+      const previous = pods.get(spec.name);
       pods.set(spec.name, spec);
-      emit(type, spec);
+      emit(previous ? "MODIFIED" : "ADDED", spec, previous);
     },
     remove(name) {
       const spec = pods.get(name);
@@ -380,9 +411,7 @@ export async function startApiServer(
           timer: setTimeout(() => watcher.silent || closeWatcher(watcher), timeoutSeconds * 1000),
         };
         watchers.add(watcher);
-        for (const event of history) {
-          if (event.rv > from && selects(event.pod)) send(watcher, event.line);
-        }
+        for (const event of history) if (event.rv > from) deliver(watcher, event);
       },
       cancel() {
         closeWatcher(watcher);
