@@ -142,6 +142,13 @@ export class HollowNodes implements AsyncDisposable {
     return this.#pods.size;
   }
 
+  /** Hollow exporters (running pods of the release) now. */
+  get exporters(): number {
+    let count = 0;
+    for (const pod of this.#pods.values()) if (pod.watch) count++;
+    return count;
+  }
+
   /** Registers `count` more hollow nodes (Node, status, lease) and, the first time, starts the agent. */
   async add(count: number): Promise<void> {
     const first = this.names.length;

@@ -220,6 +220,10 @@ export function markdown(report: ScaleReport): string {
     ),
     line("Steady: pod changes in the window", (size) => size.steady.pod_changes_in_window),
     line(
+      "Steady: window started, seconds after every pod was Ready (install's events drained)",
+      (size) => size.steady.settle_seconds ?? "15",
+    ),
+    line(
       "Every exporter, steady: lists / watches per pod per hour",
       (size) => `${size.steady.lists_per_pod_per_hour} / ${size.steady.watches_per_pod_per_hour}`,
     ),
