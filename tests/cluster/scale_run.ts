@@ -27,27 +27,54 @@ import { parse as parseYaml } from "yaml";
 
 const DEFAULT_SIZES = "100,300,1000";
 const MAX_HOLLOW = 999;
-const { values: args } = parseArgs({
-  args: Deno.args,
-  options: {
-    sizes: { type: "string", default: DEFAULT_SIZES },
-    real: { type: "string", default: "10" },
-    steady: { type: "string", default: "380" },
-    baseline: { type: "string", default: "60" },
-    pace: { type: "string", default: "90" },
-    out: { type: "string", default: "scale-report" },
-    /** Renders the report of an earlier run (its scale.json) again, measuring nothing. */
-    from: { type: "string" },
-    /**
-     * An earlier run's scale.json whose sizes (all below this run's) go into this run's report
-     * before its own, with both runs' start times: for measuring the largest size again alone.
-     */
-    with: { type: "string" },
-  },
-});
+function fail(message: string): never {
+  console.error(`error: ${message}`);
+  Deno.exit(2);
+}
+
+/** A scale.json written by an earlier run, or one line and exit 2. */
+async function readReport(path: string, flag = "from"): Promise<ScaleReport> {
+  let report: ScaleReport;
+  try {
+    report = JSON.parse(await Deno.readTextFile(path)) as ScaleReport;
+  } catch (error) {
+    fail(`Cannot read --${flag}=${path}: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(report?.sizes)) fail(`Cannot read --${flag}=${path}: it has no sizes`);
+  return report;
+}
+
+const { values: args } = (() => {
+  try {
+    return parseCommandLine();
+  } catch (error) {
+    fail(`Cannot run: ${(error as Error).message}`);
+  }
+})();
+
+function parseCommandLine() {
+  return parseArgs({
+    args: Deno.args,
+    options: {
+      sizes: { type: "string", default: DEFAULT_SIZES },
+      real: { type: "string", default: "10" },
+      steady: { type: "string", default: "380" },
+      baseline: { type: "string", default: "60" },
+      pace: { type: "string", default: "90" },
+      out: { type: "string", default: "scale-report" },
+      /** Renders the report of an earlier run (its scale.json) again, measuring nothing. */
+      from: { type: "string" },
+      /**
+       * An earlier run's scale.json whose sizes (all below this run's) go into this run's report
+       * before its own, with both runs' start times: for measuring the largest size again alone.
+       */
+      with: { type: "string" },
+    },
+  });
+}
 
 if (args.from !== undefined) {
-  const report = JSON.parse(await Deno.readTextFile(args.from)) as ScaleReport;
+  const report = await readReport(args.from);
   console.log(markdown(report));
   const problems = judge(report);
   for (const problem of problems) console.error(`not as it must be: ${problem}`);
@@ -64,11 +91,6 @@ if (args.from !== undefined) {
     );
   }
   Deno.exit(problems.length === 0 ? 0 : 1);
-}
-
-function fail(message: string): never {
-  console.error(`error: ${message}`);
-  Deno.exit(2);
 }
 
 const real = Number(args.real);
@@ -102,6 +124,20 @@ const options = {
   log: (line: string) => console.error(`${new Date().toISOString().slice(11, 19)} ${line}`),
 };
 
+/** An earlier run's report whose smaller sizes go before this run's, read before anything starts. */
+async function readEarlier(path: string): Promise<ScaleReport> {
+  const earlier = await readReport(path, "with");
+  if (earlier.real !== real || earlier.sizes.some((size) => size.nodes >= sizes[0]!)) {
+    fail(
+      `Cannot add the sizes of --with=${path}: current sizes ${
+        earlier.sizes.map((size) => size.nodes).join(",")
+      } with --real=${earlier.real} must all be below --sizes (${args.sizes}), with --real=${real}`,
+    );
+  }
+  return earlier;
+}
+const earlier = args.with === undefined ? undefined : await readEarlier(args.with);
+
 let cluster: RealCluster | undefined;
 const stopping = tearDownOnSignal(() => cluster);
 
@@ -125,14 +161,6 @@ try {
     hollowAddresses: sizes[sizes.length - 1]! - real,
     log: options.log,
   });
-  const earlier = args.with === undefined
-    ? undefined
-    : JSON.parse(await Deno.readTextFile(args.with)) as ScaleReport;
-  if (earlier && (earlier.real !== real || earlier.sizes.some((size) => size.nodes >= sizes[0]!))) {
-    throw new Error(
-      `Cannot add the sizes of ${args.with}: they must all be below --sizes (${args.sizes}), with --real=${real}`,
-    );
-  }
   const results: SizeResult[] = [...(earlier?.sizes ?? [])];
   const report = (): ScaleReport => ({
     started: earlier
