@@ -212,6 +212,13 @@ export interface SteadyResult {
   readonly pod_changes_in_window: number;
   /** The real exporters: resident memory and CPU (cores) over the window, and peers. */
   readonly real_rss_mib: { readonly min: number; readonly max: number };
+  /**
+   * Each real exporter's peak resident memory since its start (`VmHWM`), with its anonymous part
+   * now, read from /proc at the window's end, in MiB: where a high reading came from.
+   */
+  readonly real_processes?: ReadonlyArray<
+    { readonly rss: number; readonly peak_rss: number; readonly anon_rss: number }
+  >;
   readonly real_heap_mib_max: number;
   readonly real_cores_max: number;
   readonly real_discovered_min: number;
@@ -626,6 +633,25 @@ async function restartApiServer(cluster: RealCluster): Promise<RestartResult> {
   };
 }
 
+/** /proc's view of every real exporter's process (the node agents' children), in MiB. */
+async function realProcesses(
+  cluster: RealCluster,
+): Promise<Array<{ rss: number; peak_rss: number; anon_rss: number }>> {
+  const readings = [];
+  for (const agent of cluster.agents) {
+    for (const running of agent.pods.values()) {
+      const usage = await processUsage(running.child.pid);
+      if (usage === undefined) continue;
+      readings.push({
+        rss: round(usage.rssBytes / MIB),
+        peak_rss: round(usage.peakRssBytes / MIB),
+        anon_rss: round(usage.rssAnonBytes / MIB),
+      });
+    }
+  }
+  return readings;
+}
+
 /** The install's fan-out has drained when no pod event reached a hollow exporter for this long. */
 const SETTLE_QUIET_MS = 20_000;
 /** The steady window starts at the latest this long after every pod was Ready. */
@@ -740,6 +766,7 @@ export async function measureSize(
     ),
     pod_changes_in_window: [...hollow.changes.values()].reduce((a, b) => a + b, 0) - changesBefore,
     real_rss_mib: { min: round(Math.min(...realRss)), max: round(Math.max(...realRss)) },
+    real_processes: await realProcesses(cluster),
     real_heap_mib_max: round(
       Math.max(...[...scraped.values()].map((metrics) => metrics.value("process_heap_bytes"))) /
         MIB,

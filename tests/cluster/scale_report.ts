@@ -254,6 +254,13 @@ export function markdown(report: ScaleReport): string {
       "Resident memory, MiB (min–max)",
       (size) => `${size.steady.real_rss_mib.min}–${size.steady.real_rss_mib.max}`,
     ),
+    line(
+      "Peak resident memory since start (VmHWM), MiB (min–max)",
+      (size) => {
+        const peaks = (size.steady.real_processes ?? []).map((process) => process.peak_rss);
+        return peaks.length === 0 ? "–" : `${Math.min(...peaks)}–${Math.max(...peaks)}`;
+      },
+    ),
     line("V8 heap, MiB (max)", (size) => size.steady.real_heap_mib_max),
     line("CPU, cores (max)", (size) => size.steady.real_cores_max),
     line(

@@ -65,5 +65,11 @@ Deno.test({
       `${changes * share} events per pod replaced per exporter`,
     );
     assert.ok(size.lists.bytes > 0 && size.endpoints_addresses === 13);
+    // Every real exporter's process is read from /proc: its peak is at least what it holds now.
+    const processes = size.steady.real_processes ?? [];
+    assert.equal(processes.length, real, JSON.stringify(processes));
+    for (const process of processes) {
+      assert.ok(process.peak_rss >= process.rss && process.anon_rss > 0, JSON.stringify(process));
+    }
   },
 });
