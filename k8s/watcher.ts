@@ -119,8 +119,8 @@ export const LIST_PAGE_SIZE = 500;
  * enters the watch as ADDED when it starts running and leaves it as DELETED
  * when it stops (or is deleted), so the creation, binding and pending status
  * of every new pod are never sent to every exporter: in a rollout each pod
- * replaced reaches each exporter as 3 events instead of about 6, and the
- * API server's fan-out (N pods × N exporters) halves (docs/scale.md).
+ * replaced reaches each exporter as about 3 of its 7 changes, and the API
+ * server's fan-out (N pods × N exporters) is less than half (docs/scale.md).
  */
 export const RUNNING_PODS = "status.phase=Running";
 
