@@ -486,7 +486,7 @@ export class ControlPlane implements AsyncDisposable {
     },
     exitCode: number,
   ): Promise<void> {
-    const time = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const time = secondTime();
     const answer = await this.request(
       "PATCH",
       `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/status`,
@@ -612,6 +612,14 @@ export function isPodReady(
   return (pod.status?.conditions ?? []).some((condition) =>
     condition.type === "Ready" && condition.status === "True"
   );
+}
+
+/**
+ * Now as most API times are written (a condition's lastTransitionTime, a pod's startTime): RFC
+ * 3339 in whole seconds.
+ */
+export function secondTime(): string {
+  return new Date().toISOString().replace(/\.\d+Z$/, "Z");
 }
 
 /** Now as a Lease's renewTime wants it: RFC 3339 with microseconds. */

@@ -35,7 +35,7 @@ import {
 } from "../../k8s/watcher.ts";
 import { SHUTDOWN_LINGER_MS } from "../../exporter/serve.ts";
 import type { SimCluster } from "../sim/cluster.ts";
-import { type ControlPlane, isPodReady, microTime } from "./control_plane.ts";
+import { type ControlPlane, isPodReady, microTime, secondTime } from "./control_plane.ts";
 
 // deno-lint-ignore no-explicit-any
 type Pod = any;
@@ -57,10 +57,6 @@ const SYNC_ATTEMPTS = 10;
 const REGISTER_CONCURRENCY = 16;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-function now(): string {
-  return new Date().toISOString().replace(/\.\d+Z$/, "Z");
-}
 
 /** What the hollow exporters asked and were sent, summed. */
 export interface HollowWatchTotals {
@@ -206,7 +202,7 @@ export class HollowNodes implements AsyncDisposable {
 
   async #reportStatus(name: string): Promise<void> {
     const resources = { cpu: "2", memory: "4Gi", pods: "110", "ephemeral-storage": "20Gi" };
-    const time = now();
+    const time = secondTime();
     await this.options.plane.ok(
       "PATCH",
       `/api/v1/nodes/${name}/status`,
@@ -409,7 +405,7 @@ export class HollowNodes implements AsyncDisposable {
   }
 
   async #patchRunning(pod: Pod, address: string): Promise<void> {
-    const time = now();
+    const time = secondTime();
     await this.options.plane.ok(
       "PATCH",
       `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}/status`,

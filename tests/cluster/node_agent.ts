@@ -28,7 +28,7 @@ import { LineSplitter } from "../../lib/lines.ts";
 import { START_FLAGS } from "../helpers/exporter_process.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 import type { SimCluster, SimNode } from "../sim/cluster.ts";
-import { type ControlPlane, isPodReady, microTime } from "./control_plane.ts";
+import { type ControlPlane, isPodReady, microTime, secondTime } from "./control_plane.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -107,7 +107,7 @@ export class NodeAgent implements AsyncDisposable {
   }
 
   async #reportStatus(): Promise<void> {
-    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const now = secondTime();
     const resources = { cpu: "2", memory: "4Gi", pods: "110", "ephemeral-storage": "20Gi" };
     await this.plane.ok(
       "PATCH",
@@ -406,7 +406,7 @@ export class NodeAgent implements AsyncDisposable {
   }
 
   async #patchStatus(running: RunningPod, pod: Pod): Promise<void> {
-    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const now = secondTime();
     const ready = running.ready ? "True" : "False";
     await this.plane.ok(
       "PATCH",
