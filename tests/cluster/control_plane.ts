@@ -615,6 +615,15 @@ export function isPodReady(
 }
 
 /**
+ * True when a pod object's phase is terminal (Succeeded or Failed). The agents write it only
+ * just before a pod's final delete (`reportTerminated`), so a terminal pod marked for deletion is
+ * one whose final delete was already made.
+ */
+export function isPodTerminal(pod: { status?: { phase?: string } }): boolean {
+  return pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed";
+}
+
+/**
  * Now as most API times are written (a condition's lastTransitionTime, a pod's startTime): RFC
  * 3339 in whole seconds.
  */

@@ -35,7 +35,13 @@ import {
 } from "../../k8s/watcher.ts";
 import { SHUTDOWN_LINGER_MS } from "../../exporter/serve.ts";
 import type { SimCluster } from "../sim/cluster.ts";
-import { type ControlPlane, isPodReady, microTime, secondTime } from "./control_plane.ts";
+import {
+  type ControlPlane,
+  isPodReady,
+  isPodTerminal,
+  microTime,
+  secondTime,
+} from "./control_plane.ts";
 
 // deno-lint-ignore no-explicit-any
 type Pod = any;
@@ -97,8 +103,6 @@ export class HollowNodes implements AsyncDisposable {
   readonly #pods = new Map<string, HollowPod>();
   /** uid → the work queued for that pod, so its events apply in order. */
   readonly #turns = new Map<string, Promise<void>>();
-  /** Pods whose final delete was made, until their DELETED event. */
-  readonly #finished = new Set<string>();
   readonly #abort = new AbortController();
   #watching: Promise<void> = Promise.resolve();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -335,16 +339,11 @@ export class HollowNodes implements AsyncDisposable {
     if (deleted || pod.metadata.deletionTimestamp) {
       // A graceful delete: the exporter lingers, answering, before it exits (exporter/serve.ts).
       if (held) await this.#stop(held, deleted ? 0 : SHUTDOWN_LINGER_MS);
-      if (deleted) {
-        this.#finished.delete(uid);
-        return;
-      }
-      // Our own terminal status comes back as a change: the final delete is made once.
-      if (this.#finished.has(uid)) return;
+      // Our own terminal status coming back: its turn made the final delete too.
+      if (deleted || isPodTerminal(pod)) return;
       // The exporter exits 0 on SIGTERM; a kubelet reports that before the final delete.
       if (pod.status?.phase === "Running") await this.options.plane.reportTerminated(pod, 0);
       await this.options.plane.finalDelete(pod);
-      this.#finished.add(uid);
       return;
     }
     if (held) {
@@ -353,7 +352,7 @@ export class HollowNodes implements AsyncDisposable {
       if (!isPodReady(pod)) await this.#patchRunning(pod, held.address);
       return;
     }
-    if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
+    if (isPodTerminal(pod)) return;
     const address = this.#free.shift();
     if (address === undefined) throw new Error("no crowd address left for a hollow pod");
     try {

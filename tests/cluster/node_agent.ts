@@ -28,7 +28,13 @@ import { LineSplitter } from "../../lib/lines.ts";
 import { START_FLAGS } from "../helpers/exporter_process.ts";
 import { CHILD_ENV } from "../helpers/requirements.ts";
 import type { SimCluster, SimNode } from "../sim/cluster.ts";
-import { type ControlPlane, isPodReady, microTime, secondTime } from "./control_plane.ts";
+import {
+  type ControlPlane,
+  isPodReady,
+  isPodTerminal,
+  microTime,
+  secondTime,
+} from "./control_plane.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -236,6 +242,8 @@ export class NodeAgent implements AsyncDisposable {
       if (running && !running.stopping) {
         await this.#stop(running, pod.spec.terminationGracePeriodSeconds ?? 30);
       }
+      // Our own terminal status coming back: its turn made the final delete too.
+      if (isPodTerminal(pod)) return;
       // The final delete: the API server removes the object once the kubelet says the pod is gone,
       // after its terminal status (from the process's exit code).
       if (pod.status?.phase === "Running") {
@@ -253,7 +261,7 @@ export class NodeAgent implements AsyncDisposable {
       }
       return;
     }
-    if (pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") return;
+    if (isPodTerminal(pod)) return;
     await this.#run(pod);
   }
 
